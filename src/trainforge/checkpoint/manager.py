@@ -1,0 +1,93 @@
+"""Where checkpoints go and which one is newest.
+
+Names are predictable: ``epoch_N.pt`` (state after N completed epochs, 1-based), ``step_XXXXXXXX.pt``
+(mid-epoch, by optimizer step) and ``best.pt``. Rotation (``keep_last_n``) only ever removes periodic files.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainforge.checkpoint.io import atomic_save
+from trainforge.errors import CheckpointError
+
+_EPOCH = re.compile(r"^epoch_(\d+)\.pt$")
+_STEP = re.compile(r"^step_(\d+)\.pt$")
+BEST = "best.pt"
+
+
+def epoch_path(directory: str | Path, epoch: int) -> Path:
+    return Path(directory) / f"epoch_{epoch}.pt"
+
+
+def step_path(directory: str | Path, step: int) -> Path:
+    return Path(directory) / f"step_{step:08d}.pt"
+
+
+def is_checkpoint_name(name: str) -> bool:
+    return bool(_EPOCH.match(name) or _STEP.match(name) or name == BEST)
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Every trainforge checkpoint file in ``directory`` (sorted by name)."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if p.is_file() and is_checkpoint_name(p.name))
+
+
+def _progress(path: Path) -> tuple[int, int, int]:
+    """(global_step, completed epochs, epoch-end flag) read from the file; memory-mapped, so cheap."""
+    raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    state = raw.get("state", {}) if isinstance(raw, dict) else {}
+    return int(state.get("global_step", -1)), int(state.get("epoch", -1)), int(state.get("batches_in_epoch", 0) == 0)
+
+
+def find_latest(directory: str | Path) -> Path | None:
+    """The checkpoint with the most progress; unreadable files are skipped with a warning."""
+    best: tuple[tuple[int, int, int], Path] | None = None
+    for path in list_checkpoints(directory):
+        if path.name == BEST:
+            continue
+        try:
+            key = _progress(path)
+        except Exception as exc:  # a corrupt file must not stop the search for a good one
+            warnings.warn(f"Skipping unreadable checkpoint {str(path)!r}: {exc}", stacklevel=2)
+            continue
+        if best is None or key > best[0]:
+            best = (key, path)
+    return None if best is None else best[1]
+
+
+class CheckpointManager:
+    """Writes checkpoint files atomically and rotates periodic ones."""
+
+    def __init__(self, directory: str | Path, keep_last_n: int | None = None) -> None:
+        self.directory = Path(directory)
+        self.keep_last_n = keep_last_n
+
+    def save(self, payload: dict[str, Any], path: Path) -> Path:
+        try:
+            atomic_save(payload, path)
+        except OSError as exc:
+            raise CheckpointError(
+                f"Could not write checkpoint {str(path)!r}: {exc}. The previous checkpoint files are intact. "
+                "Fix: free disk space or choose a writable checkpoint_dir."
+            ) from exc
+        self._rotate()
+        return path
+
+    def _rotate(self) -> None:
+        if not self.keep_last_n:
+            return
+        periodic = [p for p in list_checkpoints(self.directory) if p.name != BEST]
+
+        # Files are written in training order, so modification time ranks them by progress.
+        ranked = sorted(periodic, key=lambda p: p.stat().st_mtime_ns)
+        for old in ranked[: max(len(ranked) - self.keep_last_n, 0)]:
+            old.unlink(missing_ok=True)

@@ -1,0 +1,138 @@
+"""``trainforge`` command line: ``train`` (the main job) and ``presets``.
+
+``trainforge train`` with no arguments trains the ``tiny`` GPT on the embedded default corpus (the Python
+standard library's own source, byte-level), prints the results table and the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# Keys of a run file that are not TrainingConfig fields.
+_SECTIONS = ("preset", "model", "data", "task")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trainforge", description="Train custom PyTorch models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a model (default: tiny GPT on the embedded corpus)")
+    train.add_argument("--config", help="YAML/JSON run file: TrainingConfig fields plus model:, data:, preset:")
+    train.add_argument("--preset", help="training preset (see `trainforge presets`)")
+    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 model.n_layer=4")
+    sub.add_parser("presets", help="list training and model presets")
+    args, unknown = parser.parse_known_args(argv)
+    from trainforge.errors import TrainforgeError
+
+    try:
+        if args.command == "presets":
+            return _presets()
+        return _train(args.config, args.preset, [*args.overrides, *unknown])
+    except TrainforgeError as exc:
+        print(f"trainforge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _presets() -> int:
+    from trainforge.config import list_presets
+    from trainforge.models import MODEL_PRESETS
+
+    print("Training presets:")
+    for name, text in list_presets().items():
+        print(f"  {name:10s} {text}")
+    print("Model presets:")
+    for name, values in MODEL_PRESETS.items():
+        print(f"  {name:10s} {values}")
+    return 0
+
+
+def load_run_spec(config: str | None, preset: str | None, overrides: list[str]) -> dict[str, Any]:
+    """Merge preset → run file → overrides into one dict with ``training``, ``model``, ``data`` keys."""
+    from trainforge.config import get_preset, parse_overrides
+    from trainforge.config.io import read_mapping
+
+    spec: dict[str, Any] = {}
+    if config:
+        spec = dict(read_mapping(config))
+    _deep_update(spec, parse_overrides(overrides))
+    name = preset or spec.pop("preset", None) or "tiny"
+    spec.pop("preset", None)
+    training = dict(get_preset(name))
+    training.update({k: v for k, v in spec.items() if k not in _SECTIONS})
+    return {"training": training, "model": spec.get("model") or {}, "data": spec.get("data") or {},
+            "task": spec.get("task") or {}, "preset": name}
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
+def build_model_from_spec(model_spec: Any) -> tuple[Any, Any]:
+    """``{preset: tiny, n_layer: 4}`` → a trainforge GPT; ``"pkg.mod:fn"`` or ``"file.py:fn"`` → the user's
+    factory (imported only because the run file names it), which returns a model or ``(model, config)``."""
+    from trainforge.errors import ConfigError
+    from trainforge.models import build_model
+
+    if isinstance(model_spec, str):
+        target, _, func = model_spec.partition(":")
+        if not func:
+            raise ConfigError([f"model: expected 'module:function' or 'file.py:function', got {model_spec!r}."],
+                              what="run file")
+        if target.endswith(".py"):
+            path = Path(target)
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if module_spec is None or module_spec.loader is None or not path.is_file():
+                raise ConfigError([f"model: file {target!r} not found. Fix: give a path to a .py file."],
+                                  what="run file")
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+        made = getattr(module, func)()
+        return made if isinstance(made, tuple) else (made, None)
+    spec = dict(model_spec)
+    return build_model(spec.pop("preset", "tiny"), **spec)
+
+
+def _train(config: str | None, preset: str | None, overrides: list[str]) -> int:
+    from trainforge.config import TrainingConfig
+    from trainforge.data.corpus import default_lm_dataset
+    from trainforge.tasks import TaskSpec
+    from trainforge.trainer import Trainer
+
+    spec = load_run_spec(config, preset, overrides)
+    training_config = TrainingConfig.from_dict(spec["training"])
+    model, model_config = build_model_from_spec(spec["model"])
+    block = int(getattr(model_config, "max_seq_len", 64))
+    data = dict(spec["data"])
+    max_bytes = int(data.pop("max_bytes", 300_000))
+    if data:
+        from trainforge.errors import ConfigError
+
+        raise ConfigError([f"data: unknown keys {sorted(data)}; this version reads the embedded corpus "
+                           "(data: {max_bytes: N})."], what="run file")
+    train_blocks, val_blocks = default_lm_dataset(block_size=block, max_bytes=max_bytes)
+    vocab = int(getattr(model_config, "vocab_size", 256))
+    task = TaskSpec.language_modeling(name="stdlib-bytes", vocab_size=vocab, max_seq_len=block, **spec["task"])
+    print(f"[trainforge] preset={spec['preset']} model={type(model).__name__} "
+          f"train={len(train_blocks)} blocks val={len(val_blocks)} blocks of {block} bytes")
+    results = Trainer(model, model_config, training_config, task).train(train_blocks, val_blocks)
+    print()
+    print(results["metrics_summary"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nbest epoch: {results['best_epoch']}   run directory: {results['run_dir']}")
+    if results["checkpoint_paths"]:
+        print(f"checkpoints: {', '.join(results['checkpoint_paths'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

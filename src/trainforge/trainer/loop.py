@@ -1,0 +1,303 @@
+"""The training loop. It reads top to bottom; everything it uses is built beforehand in ``trainer.py``.
+
+Exactness of resume rests on three rules kept here:
+  * the data position is arithmetic on the sampler (``batches_in_epoch * batch_size`` samples skipped);
+  * RNG states are restored at the same point of the loop where they were captured (before the epoch's data
+    iterator is created for an epoch-end checkpoint, after it for a mid-epoch one);
+  * counters, running sums and callback state travel in the checkpoint, so the same code runs either way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from trainforge.checkpoint.rng import restore_rng
+from trainforge.data.sampler import ResumableSampler
+from trainforge.distributed.env import DistEnv
+from trainforge.trainer.adapter import ModelAdapter
+from trainforge.trainer.evaluate import evaluate
+from trainforge.trainer.events import Event, fire
+from trainforge.trainer.state import TrainState
+
+if TYPE_CHECKING:
+    from trainforge.config import TrainingConfig
+    from trainforge.logging import MultiLogger, ProgressBar
+    from trainforge.tasks import TaskSpec
+
+
+@dataclass
+class Parts:
+    """Everything the loop needs, built by ``Trainer.train``."""
+
+    cfg: TrainingConfig
+    task: TaskSpec
+    model: nn.Module  # what runs forward: maybe compiled and/or DDP-wrapped
+    raw_model: nn.Module  # what is saved: plain module, canonical keys
+    adapter: ModelAdapter
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    train_loader: DataLoader[Any]
+    sampler: ResumableSampler | None
+    val_loader: DataLoader[Any] | None
+    device: torch.device
+    autocast: Callable[[], Any]
+    dist: DistEnv
+    callbacks: list[Any]
+    logger: MultiLogger
+    progress: ProgressBar
+    save_checkpoint: Callable[[TrainState, str], None]
+    monitor: str
+    monitor_mode: str
+    pending_rng: dict[str, Any] | None = None  # restored at the matching loop point after a resume
+    compile_pending: bool = False  # first forward through torch.compile may fail: fall back to eager
+    warmup_time_s: float = 0.0
+    params: list[nn.Parameter] = field(default_factory=list)
+
+
+def fit(p: Parts, state: TrainState) -> None:
+    """Train until ``cfg.epochs`` epochs (or ``max_steps`` steps) are done or a callback asks to stop."""
+    cfg = p.cfg
+    fire(p.callbacks, Event.FIT_START, state)
+    while state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
+        started = time.perf_counter()
+        batches = _epoch_batches(p, state)
+        fire(p.callbacks, Event.EPOCH_START, state)
+        since_log = _StepLog(state.global_step, time.perf_counter(), p.device)
+        for window in _windows(batches, cfg.gradient_accumulation_steps):
+            loss_sum, targets, grad_norm = train_window(p, window)
+            state.global_step += 1
+            state.batches_in_epoch += len(window)
+            state.epoch_loss_sum += loss_sum
+            state.epoch_targets += targets
+            since_log.add(loss_sum, targets)
+            if state.global_step % cfg.log_every_n_steps == 0:
+                _log_step(p, state, since_log, grad_norm)
+            else:
+                p.progress.update(1)
+            fire(p.callbacks, Event.STEP_END, state)
+            if cfg.checkpoint_every_n_steps and state.global_step % cfg.checkpoint_every_n_steps == 0:
+                p.save_checkpoint(state, "step")
+            if state.stop_requested or _reached_max_steps(cfg, state):
+                break
+        if state.stop_requested and not _epoch_finished(p, state):
+            # Interrupted mid-epoch (not at the planned end): keep a resumable position, no partial epoch row.
+            p.save_checkpoint(state, "step")
+            break
+        _end_epoch(p, state, time.perf_counter() - started)
+    fire(p.callbacks, Event.FIT_END, state)
+
+
+def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One optimizer step over ``len(window)`` micro-batches, token-normalised across the whole window.
+
+    The loss of the step is sum(per-target losses over all micro-batches and ranks) / count(valid targets), so
+    ``batch_size=b, accumulation=k`` gives the gradients of ``batch_size=k*b``.
+    """
+    batches = [_to_device(b, p.device) for b in window]
+    labels = [p.task.targets(b) for b in batches]
+    counts = [p.task.count_targets(t) for t in labels]
+    local = counts[0] if len(counts) == 1 else torch.stack(counts).sum()
+    # Every rank divides by the global count; DDP averages gradients over ranks, so scale back by world size.
+    scale = p.dist.sum(local).clamp(min=1).to(torch.float32) / p.dist.world_size
+    window_loss: Tensor | None = None
+    for i, (batch, target, count) in enumerate(zip(batches, labels, counts)):
+        with p.dist.no_sync(p.model, enabled=i < len(batches) - 1):
+            with p.autocast():
+                out = _forward(p, batch, target)
+                loss_sum = p.adapter.loss_sum(out, target, count)
+            loss = loss_sum / scale
+            if p.scaler is not None:
+                p.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        detached = loss_sum.detach()
+        window_loss = detached if window_loss is None else window_loss + detached
+    assert window_loss is not None
+    grad_norm = _step_optimizer(p)
+    return window_loss, local, grad_norm
+
+
+def _forward(p: Parts, batch: Mapping[str, Tensor], target: Tensor) -> Any:
+    if not p.compile_pending:
+        return p.adapter.forward(p.model, batch, target)
+    started = time.perf_counter()
+    try:
+        out = p.adapter.forward(p.model, batch, target)
+    except Exception as exc:  # compile errors surface on the first call; eager always works
+        warnings.warn(
+            f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+            "falling back to eager mode. Training continues uncompiled.",
+            stacklevel=2,
+        )
+        p.model = p.raw_model if not p.dist.enabled else p.model
+        out = p.adapter.forward(p.model, batch, target)
+    p.compile_pending = False
+    p.warmup_time_s = time.perf_counter() - started
+    return out
+
+
+def _step_optimizer(p: Parts) -> Tensor | None:
+    if p.scaler is not None:
+        p.scaler.unscale_(p.optimizer)  # clip the true gradients, not the scaled ones
+    grad_norm = None
+    if p.cfg.max_grad_norm:
+        grad_norm = torch.nn.utils.clip_grad_norm_(p.params, p.cfg.max_grad_norm, foreach=True)
+    if p.scaler is not None:
+        p.scaler.step(p.optimizer)
+        p.scaler.update()
+    else:
+        p.optimizer.step()
+    p.scheduler.step()
+    p.optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
+    """Validation, the epoch's row, best tracking, callbacks, then epoch/best checkpoints."""
+    cfg = p.cfg
+    state.epoch += 1
+    state.batches_in_epoch = 0
+    loss_sum, targets = p.dist.sum(state.epoch_loss_sum), p.dist.sum(state.epoch_targets)
+    n_targets = int(targets.item())
+    row: dict[str, Any] = {"epoch": state.epoch, "step": state.global_step}
+    row["train/loss"] = float(loss_sum.item()) / max(n_targets, 1)
+    eval_started = time.perf_counter()
+    if p.val_loader is not None:
+        val = evaluate(
+            p.model, p.val_loader, p.task, p.adapter, lambda b: _to_device(b, p.device), p.autocast, p.dist.sum
+        )
+        row.update({f"val/{k}": v for k, v in val.items()})
+        state.last_metrics = row
+        fire(p.callbacks, Event.EVAL_END, state)
+    row["lr"] = float(p.scheduler.get_last_lr()[0])
+    row["epoch_time_s"] = elapsed_s + (time.perf_counter() - eval_started)
+    train_time = max(elapsed_s - p.warmup_time_s, 1e-9)
+    row["tokens_per_s"] = n_targets / train_time
+    p.warmup_time_s = 0.0
+    state.history.append(row)
+    state.last_metrics = row
+    improved = _update_best(p, state, row)
+    fire(p.callbacks, Event.EPOCH_END, state)
+    state.reset_epoch_sums(p.device)
+    p.logger.log_epoch(row, state.global_step)
+    final = state.epoch >= cfg.epochs or state.stop_requested or _reached_max_steps(cfg, state)
+    if state.epoch % cfg.checkpoint_frequency == 0 or final:
+        p.save_checkpoint(state, "epoch")
+    if improved and cfg.save_best:
+        p.save_checkpoint(state, "best")
+
+
+def _update_best(p: Parts, state: TrainState, row: dict[str, Any]) -> bool:
+    value = row.get(p.monitor)
+    if value is None:
+        return False
+    better = (
+        state.best_metric is None
+        or (p.monitor_mode == "min" and value < state.best_metric)
+        or (p.monitor_mode == "max" and value > state.best_metric)
+    )
+    if better:
+        state.best_metric = float(value)
+        state.best_epoch = state.epoch
+    return better
+
+
+def _epoch_batches(p: Parts, state: TrainState) -> Iterator[Mapping[str, Tensor]]:
+    """This epoch's batches, positioned after any batches already trained on (resume)."""
+    mid_epoch = state.batches_in_epoch > 0
+    if p.sampler is not None:
+        p.sampler.set_epoch(state.epoch)
+        p.sampler.set_start(state.batches_in_epoch * p.cfg.batch_size)
+    elif hasattr(p.train_loader.sampler, "set_epoch"):
+        p.train_loader.sampler.set_epoch(state.epoch)
+    if p.pending_rng is not None and not mid_epoch:
+        restore_rng(p.pending_rng)
+        p.pending_rng = None
+    batches: Iterator[Mapping[str, Tensor]] = iter(p.train_loader)
+    if mid_epoch and p.sampler is None:
+        warnings.warn(
+            f"Resuming mid-epoch with a DataLoader whose sampler is not a trainforge ResumableSampler: skipping "
+            f"{state.batches_in_epoch} batches by reading them. Use UniversalDataModule (or pass the data itself) "
+            "to resume by sampler arithmetic.",
+            stacklevel=2,
+        )
+        for _ in itertools.islice(batches, state.batches_in_epoch):
+            pass
+    if p.pending_rng is not None:
+        restore_rng(p.pending_rng)
+        p.pending_rng = None
+    return batches
+
+
+def _windows(batches: Iterator[Mapping[str, Tensor]], k: int) -> Iterator[list[Mapping[str, Tensor]]]:
+    """Accumulation windows of ``k`` micro-batches; the last one of an epoch may be shorter."""
+    while True:
+        window = list(itertools.islice(batches, k))
+        if not window:
+            return
+        yield window
+
+
+def _epoch_finished(p: Parts, state: TrainState) -> bool:
+    """True when no batches of the current epoch remain (or the length is unknown and max_steps ended it)."""
+    if _reached_max_steps(p.cfg, state):
+        return True
+    try:
+        full = len(p.train_loader) if p.sampler is None else -(-p.sampler.num_samples // p.sampler.world_size)
+    except TypeError:
+        return False
+    per_batch = 1 if p.sampler is None else p.cfg.batch_size
+    return state.batches_in_epoch * per_batch >= full
+
+
+def _reached_max_steps(cfg: TrainingConfig, state: TrainState) -> bool:
+    return cfg.max_steps is not None and state.global_step >= cfg.max_steps
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, Tensor)}
+
+
+class _StepLog:
+    """Loss and targets since the last log line, kept on the device until a log line needs them."""
+
+    def __init__(self, step: int, clock: float, device: torch.device) -> None:
+        self.step, self.clock = step, clock
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.targets = torch.zeros((), dtype=torch.int64, device=device)
+
+    def add(self, loss_sum: Tensor, targets: Tensor) -> None:
+        self.loss += loss_sum
+        self.targets += targets
+
+    def flush(self, step: int) -> tuple[float, float, int]:
+        now = time.perf_counter()
+        n = int(self.targets.item())  # a host sync, once per logging interval
+        loss = float(self.loss.item()) / max(n, 1)
+        rate = n / max(now - self.clock, 1e-9)
+        steps = step - self.step
+        self.step, self.clock = step, now
+        self.loss.zero_()
+        self.targets.zero_()
+        return loss, rate, steps
+
+
+def _log_step(p: Parts, state: TrainState, since: _StepLog, grad_norm: Tensor | None) -> None:
+    loss, rate, _ = since.flush(state.global_step)
+    lr = float(p.scheduler.get_last_lr()[0])
+    metrics: dict[str, float] = {"train/loss": loss, "lr": lr, "tokens_per_s": rate}
+    if grad_norm is not None:
+        metrics["grad_norm"] = float(grad_norm.item())
+    state.last_metrics = metrics
+    p.logger.log_step(metrics, state.global_step)
+    p.progress.update(1, {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{rate:,.0f}"})

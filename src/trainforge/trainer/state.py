@@ -1,0 +1,65 @@
+"""``TrainState``: the counters and history that, with the model/optimizer/RNG states, make a run resumable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class TrainState:
+    """Progress of one run. Epoch numbers are 1-based in every output; ``epoch`` counts completed epochs."""
+
+    epoch: int = 0
+    global_step: int = 0  # optimizer steps taken
+    batches_in_epoch: int = 0  # micro-batches of the current epoch already trained on
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    # Running sums of the current epoch, kept on the device so the hot loop never syncs.
+    epoch_loss_sum: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
+    epoch_targets: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
+    # Not saved: per-process facts and the last step's numbers for callbacks.
+    stop_requested: bool = False
+    stop_reason: str | None = None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    checkpoint_path: str | None = None
+    exception: BaseException | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to finish after the current epoch's bookkeeping (callbacks use this)."""
+        self.stop_requested = True
+        self.stop_reason = reason
+
+    def reset_epoch_sums(self, device: torch.device) -> None:
+        self.epoch_loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.epoch_targets = torch.zeros((), dtype=torch.int64, device=device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "batches_in_epoch": self.batches_in_epoch,
+            "history": [dict(row) for row in self.history],
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "epoch_loss_sum": self.epoch_loss_sum.detach().cpu(),
+            "epoch_targets": self.epoch_targets.detach().cpu(),
+            "stop_requested": self.stop_requested,
+            "stop_reason": self.stop_reason,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.batches_in_epoch = int(state["batches_in_epoch"])
+        self.history = [dict(row) for row in state["history"]]
+        self.best_metric = state["best_metric"]
+        self.best_epoch = state["best_epoch"]
+        self.epoch_loss_sum = state["epoch_loss_sum"].to(device)
+        self.epoch_targets = state["epoch_targets"].to(device)
+        self.stop_requested = bool(state.get("stop_requested", False))
+        self.stop_reason = state.get("stop_reason")

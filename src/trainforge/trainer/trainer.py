@@ -1,0 +1,440 @@
+"""``Trainer``: checks its inputs, builds every component from the configs, then runs ``loop.fit``."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from trainforge import __version__
+from trainforge.callbacks.early_stopping import EarlyStopping
+from trainforge.checkpoint.io import FORMAT_VERSION, canonical_state_dict, load_model_state, safe_load
+from trainforge.checkpoint.manager import BEST, CheckpointManager, epoch_path, find_latest, step_path
+from trainforge.checkpoint.rng import capture_rng, seed_everything
+from trainforge.config import TrainingConfig
+from trainforge.data.collate import collator_for
+from trainforge.data.inputs import as_dataset, limit_samples, split_dataset
+from trainforge.data.sampler import ResumableSampler
+from trainforge.distributed.env import DistEnv, from_environment
+from trainforge.errors import CheckpointError, ConfigError, DataError, TrainforgeError
+from trainforge.tasks import TaskSpec
+from trainforge.trainer.adapter import ModelAdapter
+from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
+from trainforge.trainer.events import Event, callback_key, fire
+from trainforge.trainer.loop import Parts, _to_device, fit
+from trainforge.trainer.optim import build_optimizer, build_scheduler
+from trainforge.trainer.precision import autocast_factory, make_scaler, resolve_device, resolve_precision
+from trainforge.trainer.results import build_results
+from trainforge.trainer.state import TrainState
+
+# Config fields whose change between a checkpoint and a resumed run is expected, so not warned about.
+_RESUME_FREE = {"epochs", "max_steps", "resume_from_checkpoint", "run_name", "output_dir", "progress_bar", "notes",
+                "use_wandb", "wandb_project", "wandb_entity", "tags", "export_bundle", "export_formats", "export_dir",
+                "log_every_n_steps", "checkpoint_dir", "keep_last_n"}
+
+
+class Trainer:
+    """Trains a plain ``nn.Module`` on a task.
+
+    Args:
+        model: the model to train (any ``nn.Module``; see ``trainer.adapter`` for the forwards it adapts to).
+        config: the model's own architecture config (dataclass, dict, Hugging Face config or None); stored
+            with checkpoints and exports.
+        training_config: how to train; defaults to ``TrainingConfig()``.
+        task_spec: what the task is (loss, metrics, fields), e.g. ``TaskSpec.language_modeling(...)``.
+        callbacks: extra observers with ``on_<event>(state)`` methods.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: Any = None,
+        training_config: TrainingConfig | None = None,
+        task_spec: TaskSpec | None = None,
+        *,
+        callbacks: Sequence[Any] = (),
+    ) -> None:
+        if isinstance(config, TrainingConfig) and (training_config is None or isinstance(training_config, TaskSpec)):
+            raise ConfigError(
+                ["Trainer arguments are shifted: the 2nd argument is the model's architecture config and the 3rd "
+                 "the TrainingConfig, got a TrainingConfig as 2nd. Fix: Trainer(model, model_config, "
+                 "training_config, task_spec), or pass model_config=None."],
+                what="Trainer",
+            )
+        problems = []
+        if not isinstance(model, nn.Module):
+            problems.append(f"model: expected a torch.nn.Module, got {type(model).__qualname__}. "
+                            "Fix: pass the model instance (not its class or a state dict).")
+        if training_config is not None and not isinstance(training_config, TrainingConfig):
+            problems.append(f"training_config: expected a TrainingConfig, got {type(training_config).__qualname__}. "
+                            "Fix: build one with TrainingConfig(...) or TrainingConfigBuilder.")
+        if not isinstance(task_spec, TaskSpec):
+            problems.append(f"task_spec: expected a TaskSpec, got {type(task_spec).__qualname__}. "
+                            "Fix: e.g. TaskSpec.language_modeling(name='lm', vocab_size=..., max_seq_len=...).")
+        if problems:
+            raise ConfigError(problems, what="Trainer")
+        assert isinstance(task_spec, TaskSpec)
+        self.model = model
+        self.model_config = config
+        self.training_config = training_config if training_config is not None else TrainingConfig()
+        self.task_spec = task_spec
+        self.callbacks = list(callbacks)
+        _check_model_config(config, task_spec)
+
+    # ------------------------------------------------------------------ train
+    def train(self, train_data: Any, val_data: Any = None, resume_from: str | Path | None = None) -> dict[str, Any]:
+        """Train and return the results dict (``loss_history``, ``metrics_summary``, ``best_epoch``,
+        ``checkpoint_paths``, ``final_model_state`` and extras).
+
+        Args:
+            train_data: a Dataset, DataLoader, HF Dataset, tensor [N, T], list of samples or (inputs, labels).
+            val_data: the same forms, or None (then ``validation_split`` may carve one from train_data).
+            resume_from: ``"auto"`` (newest checkpoint in ``checkpoint_dir``) or a checkpoint path; overrides
+                ``training_config.resume_from_checkpoint``.
+        """
+        cfg = self.training_config
+        cfg.validate()
+        task = self.task_spec
+        dist_env = from_environment(cfg.strategy)
+        device = _device_for(cfg.device, dist_env)
+        seed_everything(cfg.seed)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+        train_loader, sampler, val_loader = self._loaders(train_data, val_data, dist_env)
+        model = self.model.to(device)
+        adapter = ModelAdapter(model, task)
+        precision = resolve_precision(cfg.precision, cfg.use_amp, device)
+        optimizer = build_optimizer(model, cfg, device)
+        steps_per_epoch = _steps_per_epoch(train_loader, cfg.gradient_accumulation_steps)
+        total_steps = _total_steps(cfg, steps_per_epoch)
+        scheduler = build_scheduler(optimizer, cfg, total_steps)
+        scaler = make_scaler(precision, device)
+        callbacks = self._callbacks()
+        state = TrainState()
+        state.reset_epoch_sums(device)
+
+        resume = resume_from if resume_from is not None else cfg.resume_from_checkpoint
+        checkpoint = self._resume_checkpoint(resume)
+        pending_rng = None
+        run_name = cfg.run_name
+        if checkpoint is not None:
+            pending_rng = self._restore(checkpoint, model, optimizer, scheduler, scaler, state, callbacks, device)
+            run_name = run_name or checkpoint.get("run_name")
+        run_name = run_name or _new_run_name()
+        run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / run_name
+
+        # Probe one batch before step 0: bad token ids, label ranges and unusable outputs fail here, clearly.
+        first = next(iter(train_loader), None)
+        if first is None:
+            raise DataError("train_data produced no batches. Fix: pass at least one sample (and batch_size ≤ N "
+                            "if the DataLoader drops the last batch).")
+        first = _to_device(first, device)
+        task.validate_batch(first)
+        with autocast_factory(precision, device)():
+            mode = adapter.probe(model, first, task.targets(first))
+        kernels = enable_fast_sdpa(device)
+        attention = describe_attention(model)
+
+        from trainforge.logging import ProgressBar, build_loggers  # after validation: no files for bad input
+
+        if dist_env.is_main:
+            _write_run_files(run_dir, cfg, task, self.model_config)
+        logger = build_loggers(
+            run_dir=str(run_dir), total_epochs=cfg.epochs, use_wandb=cfg.use_wandb, wandb_project=cfg.wandb_project,
+            wandb_entity=cfg.wandb_entity, run_name=run_name, notes=cfg.notes, tags=cfg.tags,
+            is_main_process=dist_env.is_main,
+        )
+        logger.log_config({"training": cfg.to_dict(), "task": task.to_dict(),
+                           "model": _config_dict(self.model_config), "precision": precision,
+                           "attention": attention, "device": str(device), "world_size": dist_env.world_size})
+        for row in state.history:  # a resumed run is the same run: its metrics file keeps the earlier epochs
+            logger.log_epoch(row, int(row.get("step", 0)))
+
+        forward_model = _wrap(model, cfg, dist_env, device)
+        manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last_n) if cfg.checkpoint_dir else None
+        checkpoint_errors: list[str] = []
+        monitor = cfg.monitor or ("val/loss" if val_loader is not None else "train/loss")
+        progress = ProgressBar(total=total_steps, desc=run_name, enabled=cfg.progress_bar and dist_env.is_main,
+                               initial=state.global_step)
+
+        def save(st: TrainState, kind: str) -> None:
+            if manager is None:
+                return
+            if dist_env.is_main:
+                path = {"epoch": epoch_path(manager.directory, st.epoch), "step": step_path(manager.directory,
+                        st.global_step), "best": manager.directory / BEST}[kind]
+                payload = self._payload(model, optimizer, scheduler, scaler, st, callbacks, parts, run_name, kind)
+                try:
+                    manager.save(payload, path)
+                except CheckpointError as exc:  # training goes on; the user hears about it and in results
+                    warnings.warn(str(exc), stacklevel=2)
+                    checkpoint_errors.append(str(exc))
+                else:
+                    st.checkpoint_path = str(path)
+                    fire(callbacks, Event.CHECKPOINT_SAVED, st)
+            dist_env.barrier()
+
+        parts = Parts(
+            cfg=cfg, task=task, model=forward_model, raw_model=model, adapter=adapter, optimizer=optimizer,
+            scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loader=val_loader,
+            device=device, autocast=autocast_factory(precision, device), dist=dist_env, callbacks=callbacks,
+            logger=logger, progress=progress, save_checkpoint=save, monitor=monitor, monitor_mode=cfg.monitor_mode,
+            pending_rng=pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
+            params=[p for p in model.parameters() if p.requires_grad],
+        )
+        started = time.perf_counter()
+        try:
+            fit(parts, state)
+        except BaseException as exc:
+            state.exception = exc
+            fire(callbacks, Event.EXCEPTION, state)
+            progress.close()
+            logger.close()
+            if isinstance(exc, IndexError) and "index out of range" in str(exc):
+                raise DataError(
+                    f"A token or label id is out of the model's range ({exc}). Fix: make sure every id is below "
+                    f"the model's vocab_size / num_classes (TaskSpec vocab_size={task.vocab_size})."
+                ) from exc
+            raise
+        progress.close()
+        results = build_results(
+            state, model, checkpoint_dir=cfg.checkpoint_dir, run_dir=run_dir,
+            training_time_s=time.perf_counter() - started,
+            extras={"precision": precision, "attention_implementation": attention, "sdpa_kernels": kernels,
+                    "loss_mode": mode, "device": str(device), "world_size": dist_env.world_size,
+                    "checkpoint_errors": checkpoint_errors, "run_name": run_name},
+        )
+        results["final_model_state"] = canonical_state_dict(results["final_model_state"])
+        logger.log_summary({k: v for k, v in results.items() if isinstance(v, (int, float, str)) or v is None})
+        logger.close()
+        self.results = results
+        return results
+
+    # ------------------------------------------------------------ building
+    def _loaders(
+        self, train_data: Any, val_data: Any, dist_env: DistEnv
+    ) -> tuple[DataLoader[Any], ResumableSampler | None, DataLoader[Any] | None]:
+        cfg, task = self.training_config, self.task_spec
+        train = as_dataset(train_data, task, "train_data")
+        val = as_dataset(val_data, task, "val_data") if val_data is not None else None
+        if val is None and cfg.validation_split > 0 and not isinstance(train, DataLoader):
+            train, val = split_dataset(train, cfg.validation_split, cfg.seed)
+        collate = collator_for(task)
+
+        sampler = None
+        if isinstance(train, DataLoader):
+            train_loader = train
+        else:
+            train = limit_samples(train, cfg.max_train_samples)
+            if not isinstance(train, IterableDataset):
+                sampler = ResumableSampler(len(train), cfg.seed, cfg.shuffle, dist_env.rank,  # type: ignore[arg-type]
+                                           dist_env.world_size)
+            train_loader = _loader(train, cfg.batch_size, sampler, collate, cfg.num_workers, cfg.seed)
+        val_loader = None
+        if isinstance(val, DataLoader):
+            val_loader = val
+        elif val is not None:
+            val = limit_samples(val, cfg.max_val_samples)
+            val_sampler = None
+            if dist_env.enabled and not isinstance(val, IterableDataset):
+                val_sampler = ResumableSampler(len(val), cfg.seed, False, dist_env.rank,  # type: ignore[arg-type]
+                                               dist_env.world_size)
+            val_loader = _loader(val, cfg.eval_batch_size or cfg.batch_size, val_sampler, collate,
+                                 cfg.num_workers, cfg.seed)
+        return train_loader, sampler, val_loader
+
+    def _callbacks(self) -> list[Any]:
+        cfg = self.training_config
+        callbacks = list(self.callbacks)
+        if cfg.early_stopping_patience is not None:
+            callbacks.append(EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta,
+                                           cfg.monitor, cfg.monitor_mode))
+        return callbacks
+
+    def _resume_checkpoint(self, resume: str | Path | None) -> dict[str, Any] | None:
+        if resume is None:
+            return None
+        if str(resume) == "auto":
+            directory = self.training_config.checkpoint_dir
+            if directory is None:
+                raise ConfigError(["resume_from='auto' needs checkpoint_dir to search. Fix: set checkpoint_dir, "
+                                   "or pass the checkpoint's path."], what="Trainer.train")
+            latest = find_latest(directory)
+            if latest is None:
+                print(f"[trainforge] resume_from='auto': no checkpoint in {directory!r} yet, starting fresh.")
+                return None
+            resume = latest
+        checkpoint = safe_load(resume)
+        checkpoint["_path"] = str(resume)
+        return checkpoint
+
+    def _restore(
+        self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+        scaler: torch.amp.GradScaler | None, state: TrainState, callbacks: list[Any], device: torch.device,
+    ) -> dict[str, Any] | None:
+        source = ckpt["_path"]
+        load_model_state(model, ckpt["model"], source)
+        if ckpt.get("format_version", 0) < 1 or "state" not in ckpt:
+            warnings.warn(f"{source!r} holds model weights only (an older format): optimizer, schedule and "
+                          "counters start fresh.", stacklevel=3)
+            return None
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"The optimizer state in {source!r} does not fit this model's parameters ({exc}). "
+                                  "Fix: resume with the same model and weight_decay grouping.") from exc
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        state.load_state_dict(ckpt["state"], device)
+        state.stop_requested, state.stop_reason = False, None
+        saved = ckpt.get("callbacks", {})
+        for i, cb in enumerate(callbacks):
+            if hasattr(cb, "load_state_dict") and callback_key(cb, i) in saved:
+                cb.load_state_dict(saved[callback_key(cb, i)])
+        _warn_config_drift(ckpt.get("training_config", {}), self.training_config.to_dict(), source)
+        rng: dict[str, Any] = ckpt["rng"]
+        return rng
+
+    def _payload(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, state: TrainState,
+        callbacks: list[Any], parts: Parts, run_name: str, kind: str,
+    ) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "trainforge_version": __version__,
+            "kind": kind,
+            "run_name": run_name,
+            "model": canonical_state_dict(model.state_dict()),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "state": state.state_dict(),
+            "rng": capture_rng(),
+            "sampler": parts.sampler.state_dict() if parts.sampler is not None else None,
+            "callbacks": {callback_key(cb, i): cb.state_dict() for i, cb in enumerate(callbacks)
+                          if hasattr(cb, "state_dict")},
+            "training_config": self.training_config.to_dict(),
+            "task_spec": self.task_spec.to_dict(),
+            "model_config": _config_dict(self.model_config),
+        }
+
+
+# ---------------------------------------------------------------- helpers
+def _loader(dataset: Dataset[Any], batch_size: int, sampler: ResumableSampler | None, collate: Any,
+            num_workers: int, seed: int) -> DataLoader[Any]:
+    # The loader's own generator keeps its per-iterator seed draw off the global RNG (exact resume).
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                      num_workers=num_workers, generator=generator, persistent_workers=False)
+
+
+def _steps_per_epoch(loader: DataLoader[Any], accumulation: int) -> int | None:
+    try:
+        n = len(loader)
+    except TypeError:  # an iterable dataset of unknown length
+        return None
+    return -(-n // accumulation)
+
+
+def _total_steps(cfg: TrainingConfig, steps_per_epoch: int | None) -> int | None:
+    if steps_per_epoch is None:
+        if cfg.max_steps is None and cfg.lr_schedule != "constant":
+            warnings.warn("The training data has no length and max_steps is not set: the learning rate stays "
+                          "constant after warmup. Fix: set max_steps for a decaying schedule.", stacklevel=3)
+        return cfg.max_steps
+    total = cfg.epochs * steps_per_epoch
+    return min(total, cfg.max_steps) if cfg.max_steps is not None else total
+
+
+def _device_for(name: str, dist_env: DistEnv) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda" and dist_env.enabled:
+        return torch.device("cuda", dist_env.local_rank)
+    return device
+
+
+def _wrap(model: nn.Module, cfg: TrainingConfig, dist_env: DistEnv, device: torch.device) -> nn.Module:
+    """What runs forward: compiled and/or DDP-wrapped. Checkpoints always save the plain ``model``."""
+    wrapped: nn.Module = model
+    if cfg.compile_mode is not None:
+        try:
+            wrapped = torch.compile(model, mode=cfg.compile_mode)  # type: ignore[assignment]
+        except Exception as exc:  # e.g. an unsupported Python/platform
+            warnings.warn(f"torch.compile unavailable ({exc}); training in eager mode.", stacklevel=3)
+    if dist_env.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(wrapped, device_ids=ids)
+    return wrapped
+
+
+def _new_run_name() -> str:
+    return f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _config_dict(config: Any) -> dict[str, Any] | None:
+    """The model's architecture config as JSON-safe data, whatever form it came in."""
+    if config is None:
+        return None
+    if isinstance(config, dict):
+        data = dict(config)
+    elif is_dataclass(config) and not isinstance(config, type):
+        data = asdict(config)
+    elif hasattr(config, "to_dict"):
+        data = config.to_dict()
+    elif hasattr(config, "__dict__"):
+        data = {k: v for k, v in vars(config).items() if not k.startswith("_")}
+    else:
+        data = {"repr": repr(config)}
+    result: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return result
+
+
+def _config_value(config: Any, key: str) -> Any:
+    if isinstance(config, dict):
+        return config.get(key)
+    return getattr(config, key, None)
+
+
+def _check_model_config(config: Any, task: TaskSpec) -> None:
+    if config is None or task.vocab_size is None:
+        return
+    model_vocab = _config_value(config, "vocab_size")
+    if isinstance(model_vocab, int) and model_vocab != task.vocab_size:
+        raise ConfigError(
+            [f"vocab_size: the model config says {model_vocab} but the TaskSpec says {task.vocab_size!r}. "
+             "Fix: use the same vocabulary size in both (the TaskSpec's must match the model's output layer)."],
+            what="Trainer",
+        )
+
+
+def _write_run_files(run_dir: Path, cfg: TrainingConfig, task: TaskSpec, model_config: Any) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.yaml")
+    (run_dir / "task_spec.json").write_text(json.dumps(task.to_dict(), indent=2))
+    (run_dir / "model_config.json").write_text(json.dumps(_config_dict(model_config), indent=2))
+
+
+def _warn_config_drift(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
+    changed = sorted(k for k in current if k in saved and k not in _RESUME_FREE and saved[k] != current[k])
+    if changed:
+        details = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed[:6])
+        warnings.warn(f"Resuming from {source!r} with a changed config ({details}); the current values are used, "
+                      "so the run will not match an uninterrupted one exactly.", stacklevel=4)
+
+
+__all__ = ["Trainer", "TrainforgeError"]

@@ -1,0 +1,27 @@
+"""Small builders shared by tests (import as ``from tests.helpers import ...``)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def tiny_gpt(vocab: int = 32, seq: int = 16, dropout: float = 0.0, seed: int = 0):
+    from trainforge.models import GPT, GPTConfig
+
+    torch.manual_seed(seed)
+    cfg = GPTConfig(vocab_size=vocab, max_seq_len=seq, n_layer=1, n_head=2, d_model=32, dropout=dropout)
+    return GPT(cfg), cfg
+
+
+def lm_task(vocab: int = 32, seq: int = 16, **extra):
+    from trainforge.tasks import TaskSpec
+
+    return TaskSpec.language_modeling(name="lm", vocab_size=vocab, max_seq_len=seq, **extra)
+
+
+def quiet_config(**overrides):
+    from trainforge.config import TrainingConfig
+
+    values = dict(epochs=2, batch_size=8, learning_rate=1e-2, progress_bar=False, log_every_n_steps=2)
+    values.update(overrides)
+    return TrainingConfig(**values)

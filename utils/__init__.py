@@ -1,0 +1,1 @@
+"""The quick reference's import paths (``utils.training...``), re-exporting trainforge. No logic lives here."""

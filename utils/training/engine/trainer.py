@@ -1,0 +1,5 @@
+"""``from utils.training.engine.trainer import Trainer``."""
+
+from trainforge.trainer import Callback, Event, Trainer, TrainState
+
+__all__ = ["Callback", "Event", "TrainState", "Trainer"]
