@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,7 +86,7 @@ def safe_load(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"them could run code ({detail}). Fix: load only checkpoints you trust with plain torch, "
             "then re-save the state dict with torch.save(model.state_dict(), path)."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # RuntimeError, EOFError, BadZipFile, OSError; garbage bytes even IndexError, KeyError
         raise CheckpointError(
             f"Checkpoint {str(p)!r} is corrupt or truncated and cannot be read ({_first_line(exc)}). "
             "Fix: resume from an earlier checkpoint (resume_from='auto' skips unreadable ones)."

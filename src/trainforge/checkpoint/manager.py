@@ -48,6 +48,13 @@ def _progress(path: Path) -> tuple[int, int, int]:
     return int(state.get("global_step", -1)), int(state.get("epoch", -1)), int(state.get("batches_in_epoch", 0) == 0)
 
 
+def _progress_or_unknown(path: Path) -> tuple[int, int, int]:
+    try:
+        return _progress(path)
+    except Exception:  # unreadable: ranks first, so rotation removes it before any good file
+        return (-1, -1, 0)
+
+
 def find_latest(directory: str | Path) -> Path | None:
     """The checkpoint with the most progress; unreadable files are skipped with a warning."""
     best: tuple[tuple[int, int, int], Path] | None = None
@@ -87,7 +94,9 @@ class CheckpointManager:
             return
         periodic = [p for p in list_checkpoints(self.directory) if p.name != BEST]
 
-        # Files are written in training order, so modification time ranks them by progress.
-        ranked = sorted(periodic, key=lambda p: p.stat().st_mtime_ns)
+        # Files are written in training order, so modification time ranks them by progress. Timestamps are coarse
+        # (a clock tick is milliseconds), so files written within one tick are ranked by the progress they hold,
+        # not by name order (where "epoch_10.pt" sorts before "epoch_9.pt").
+        ranked = sorted(periodic, key=lambda p: (p.stat().st_mtime_ns, _progress_or_unknown(p)))
         for old in ranked[: max(len(ranked) - self.keep_last_n, 0)]:
             old.unlink(missing_ok=True)

@@ -53,7 +53,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cpu",
         "precision": "fp32",
         "num_workers": 0,
-        "progress_bar": False,
     },
 }
 
@@ -61,7 +60,8 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
     "baseline": "Fine-tuning defaults: 3 epochs, lr 5e-5, weight decay 0.01, 10% warmup, cosine decay.",
     "fast": "Quick iteration: 1 epoch, batch 32, lr 1e-4, linear decay, no compile.",
     "quality": "Longer, gentler run: 10 epochs, lr 2e-5, cosine to 10%, early stopping after 3 epochs.",
-    "tiny": "CPU smoke test: 2 epochs, batch 16, lr 1e-3, fp32; trains a tiny model in seconds.",
+    "tiny": "CPU smoke test: 2 epochs, batch 16, lr 1e-3, fp32; trains a tiny model in seconds "
+    "(run: trainforge train --preset tiny).",
 }
 
 

@@ -1,0 +1,183 @@
+"""What an exported graph computes: the model's main input tensor(s) in, its logits out.
+
+:class:`ExportWrapper` calls the model the way the training loop does (through
+:class:`~trainforge.trainer.adapter.ModelAdapter`), so ``forward(input_ids)``, ``forward(idx, targets=None)``,
+``forward(**kwargs)``, dict outputs, ``(logits, loss)`` tuples and Hugging Face outputs with ``.logits`` all
+export the same way. The model is called *without* labels: a nanoGPT-style model that returns only the
+last position's logits when no targets are given is exported as it is (logits ``[B, 1, V]``).
+
+This module also builds the sample inputs every export is checked on: two batch sizes and two sequence
+lengths (at most ``max_seq_len``), images of ``image_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from trainforge.errors import ModelError
+from trainforge.tasks import TaskSpec
+from trainforge.trainer.adapter import ModelAdapter, extract
+
+__all__ = ["ExportWrapper", "InputSpec", "Samples", "build_samples", "make_wrapper", "resize_batch"]
+
+
+@dataclass
+class InputSpec:
+    """One graph input: its name, kind (``tokens``, ``pixels``, ``features``) and dynamic axes."""
+
+    name: str
+    kind: str
+    dtype: str
+    axes: dict[int, str] = field(default_factory=dict)  # dynamic axis index -> symbolic name
+    shape: list[Any] = field(default_factory=list)  # e.g. ["batch", "seq"] or ["batch", 3, 32, 32]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass
+class Samples:
+    """The inputs an export is traced with and checked on."""
+
+    specs: list[InputSpec]
+    cases: list[tuple[Tensor, ...]]  # cases[-1] is the one the exporters trace with
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    @property
+    def example(self) -> tuple[Tensor, ...]:
+        return self.cases[-1]
+
+    def with_batch(self, batch_size: int) -> tuple[Tensor, ...]:
+        """The tracing example with ``batch_size`` rows (rows repeated or dropped)."""
+        return tuple(resize_batch(t, batch_size) for t in self.example)
+
+
+class _Wrapper(nn.Module):
+    def __init__(self, model: nn.Module, task: TaskSpec, input_names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.adapter = ModelAdapter(model, task)
+        self.input_names = tuple(input_names)
+
+    def _logits(self, inputs: Sequence[Tensor]) -> Tensor:
+        batch = dict(zip(self.input_names, inputs))
+        args, kwargs = self.adapter.arguments(batch, None)
+        out = extract(self.model(*args, **kwargs))
+        if out.logits is None:
+            raise ModelError(
+                "the model's forward returned no logits tensor when called without labels "
+                f"(inputs {list(self.input_names)}); export needs a forward that returns logits"
+            )
+        return out.logits
+
+
+class ExportWrapper(_Wrapper):
+    """``forward(x) -> logits`` around any model the training loop accepts."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._logits((x,))
+
+
+class ExportWrapper2(_Wrapper):
+    """``forward(x, y) -> logits`` for encoder-decoder models (``input_ids``, ``decoder_input_ids``)."""
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self._logits((x, y))
+
+
+def make_wrapper(model: nn.Module, task: TaskSpec, input_names: Sequence[str]) -> nn.Module:
+    cls = ExportWrapper2 if len(input_names) == 2 else ExportWrapper
+    return cls(model, task, input_names)
+
+
+def resize_batch(t: Tensor, batch_size: int) -> Tensor:
+    """``t`` with ``batch_size`` rows, cycling through its rows."""
+    index = torch.arange(batch_size, device=t.device) % t.shape[0]
+    return t.index_select(0, index).contiguous()
+
+
+def _token_lengths(task: TaskSpec) -> tuple[int, int]:
+    longest = min(task.max_seq_len, 16) if task.max_seq_len is not None else 16
+    low = 2 if task.task_type == "language_modeling" else 1
+    longest = max(longest, low)
+    short = max(low, longest // 2)
+    return short, longest
+
+
+def _kind(name: str, tensor: Tensor, task: TaskSpec) -> InputSpec:
+    if tensor.is_floating_point():
+        if task.task_type == "vision_classification" or tensor.dim() == 4:
+            return InputSpec(name, "pixels", "float32", {0: "batch"}, ["batch", *tensor.shape[1:]])
+        return InputSpec(name, "features", "float32", {0: "batch"}, ["batch", *tensor.shape[1:]])
+    seq = "decoder_seq" if name == "decoder_input_ids" else "seq"
+    axes = {0: "batch", 1: seq} if tensor.dim() >= 2 else {0: "batch"}
+    shape: list[Any] = ["batch", seq, *tensor.shape[2:]] if tensor.dim() >= 2 else ["batch"]
+    return InputSpec(name, "tokens", "int64", axes, shape)
+
+
+def build_samples(
+    task: TaskSpec, sample_batch: Mapping[str, Tensor] | None = None, *, dtype: torch.dtype = torch.float32
+) -> Samples:
+    """Two checking cases (different batch sizes and sequence lengths) for ``task``.
+
+    Without ``sample_batch`` they are made up from the TaskSpec: random token ids below ``vocab_size``, or
+    random images ``[B, num_channels, image_size, image_size]``. With it, the batch itself is the tracing
+    case and its first row (with half the sequence, for token inputs) is the other.
+
+    Raises:
+        ValueError: no ``sample_batch`` and the TaskSpec does not say what the inputs look like.
+    """
+    names = [task.input_field]
+    if task.task_type == "seq2seq":
+        names.append("decoder_input_ids")
+    if sample_batch is not None:
+        missing = [n for n in names if n not in sample_batch or not isinstance(sample_batch[n], Tensor)]
+        if missing:
+            raise ValueError(
+                f"sample_batch has no tensor for {missing} (it has {sorted(sample_batch)}); the export needs "
+                f"{names} for a {task.task_type} task"
+            )
+        big = tuple(sample_batch[n].detach().cpu() for n in names)
+        big = tuple(t.to(dtype) if t.is_floating_point() else t.long() for t in big)
+        small = []
+        for t in big:
+            s = t[:1]
+            if not t.is_floating_point() and t.dim() >= 2 and t.shape[1] >= 4:
+                s = s[:, : max(2, t.shape[1] // 2)]
+            small.append(s.contiguous())
+        specs = [_kind(n, t, task) for n, t in zip(names, big)]
+        return Samples(specs, [tuple(small), big])
+
+    gen = torch.Generator().manual_seed(0)
+    cases: list[tuple[Tensor, ...]] = []
+    if task.task_type == "vision_classification":
+        if task.image_size is None:
+            raise ValueError("TaskSpec.image_size is not set; pass sample_batch with pixel_values to export")
+        c, s = task.num_channels or 3, task.image_size
+        for b in (1, 3):
+            cases.append((torch.randn(b, c, s, s, generator=gen).to(dtype),))
+    else:
+        if task.vocab_size is None:
+            raise ValueError(
+                f"TaskSpec {task.name!r} has no vocab_size, so export cannot make up sample inputs; "
+                "pass sample_batch (a batch dict like the training data's)"
+            )
+        short, longest = _token_lengths(task)
+        for b, length in ((1, short), (3, longest)):
+            x = torch.randint(0, task.vocab_size, (b, length), generator=gen)
+            if task.task_type == "seq2seq":
+                dec_len = max(1, length - 1)
+                y = torch.randint(0, task.vocab_size, (b, dec_len), generator=gen)
+                cases.append((x, y))
+            else:
+                cases.append((x,))
+    specs = [_kind(n, t, task) for n, t in zip(names, cases[-1])]
+    return Samples(specs, cases)
