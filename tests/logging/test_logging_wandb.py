@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import struct
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.wandb_records import items_of, read_wandb_records
 from trainforge.logging import build_loggers
 
 
@@ -25,58 +25,6 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb_data"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     return tmp_path
-
-
-def read_wandb_records(path: Path) -> list[Any]:
-    """Decode a ``.wandb`` transaction log into ``wandb_internal_pb2.Record`` messages.
-
-    wandb ships no Python reader for this file any more (the writer is the Go core), so this is the
-    format spelled out: a 7-byte header (``:W&B``, magic 0xBEE1, version 0), then LevelDB-log style
-    32 KiB blocks of chunks, each with a 7-byte header (crc32 uint32, length uint16, type uint8:
-    1 full, 2 first, 3 middle, 4 last); a record may span blocks, and a block tail too short for a
-    header is zero padding.
-    """
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    ident, magic, version = struct.unpack("<4sHB", data[:7])
-    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0)
-    block = 32768
-    pos, pending, payloads = 7, b"", []
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        if left < 7:
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0 and length == 0:  # zero padding up to the end of the block
-            pos += left
-            continue
-        chunk = data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind == 1:
-            payloads.append(chunk)
-        elif kind == 2:
-            pending = chunk
-        elif kind == 3:
-            pending += chunk
-        elif kind == 4:
-            payloads.append(pending + chunk)
-    records = []
-    for payload in payloads:
-        rec = pb.Record()
-        rec.ParseFromString(payload)
-        records.append(rec)
-    return records
-
-
-def _items(items: Any) -> dict[str, Any]:
-    """``{key: value}`` from a list of history/summary/config items (``key`` or ``nested_key``)."""
-    out = {}
-    for it in items:
-        key = it.key or "/".join(it.nested_key)
-        out[key] = json.loads(it.value_json)
-    return out
 
 
 def test_offline_run_records_config_history_summary(offline: Path) -> None:
@@ -120,13 +68,13 @@ def test_offline_run_records_config_history_summary(offline: Path) -> None:
         "a note",
         ["test", "cpu"],
     )
-    config = _items(run.config.update)
+    config = items_of(run.config.update)
     for rec in by_type.get("config", []):
-        config.update(_items(rec.config.update))
+        config.update(items_of(rec.config.update))
     assert config["lr"] == 1e-3 and config["model"] == {"d_model": 8}
     assert config["task"] == {"name": "lm", "vocab_size": 32} and config["epochs"] == 2
 
-    history = [_items(rec.history.item) for rec in by_type["history"]]
+    history = [items_of(rec.history.item) for rec in by_type["history"]]
     assert [h["_step"] for h in history] == [1, 2, 4]
     # The epoch row is logged at the step of the epoch's last step log, so W&B merges the two.
     assert history[1]["train/loss"] == 2.75 and history[1]["lr"] == 9e-4 and history[1]["val/perplexity"] == 18.2
@@ -134,7 +82,7 @@ def test_offline_run_records_config_history_summary(offline: Path) -> None:
 
     summary: dict[str, Any] = {}
     for rec in by_type["summary"]:
-        summary.update(_items(rec.summary.update))
+        summary.update(items_of(rec.summary.update))
     assert summary["best_epoch"] == 2 and summary["final_loss"] == 2.1
     assert summary["run_dir"] == str(run_dir)  # paths are stringified
     assert "loss_history" not in summary  # only scalars go to the summary

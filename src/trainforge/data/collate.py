@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from trainforge.data.inputs import PreBatched
 from trainforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -84,8 +85,9 @@ def collate_dicts(
             pad = 0
         batch[field] = pad_stack(values, pad, field, can_pad=can_pad)
         if add_mask and field == "input_ids" and "attention_mask" not in samples[0]:
-            lengths = torch.tensor([v.shape[0] for v in values])
-            if bool((lengths != lengths.max()).any()):
+            sizes = [v.shape[0] for v in values]
+            if min(sizes) != max(sizes):  # compared in Python: no tensor ops when nothing was padded
+                lengths = torch.tensor(sizes)
                 positions = torch.arange(batch[field].shape[1])
                 batch["attention_mask"] = (positions[None, :] < lengths[:, None]).long()
     return batch
@@ -100,6 +102,8 @@ def language_modeling_collator(task: TaskSpec) -> Collator:
     pad = task.pad_token_id if task.pad_token_id is not None else 0
 
     def collate(samples: list[Any]) -> Batch:
+        if isinstance(samples, PreBatched):
+            return samples
         batch = collate_dicts(samples, pad, task.ignore_index, add_mask=True)
         if "labels" not in batch and "input_ids" in batch and "attention_mask" in batch:
             labels = batch["input_ids"].clone()
@@ -113,6 +117,8 @@ def language_modeling_collator(task: TaskSpec) -> Collator:
 def generic_collator(task: TaskSpec) -> Collator:
     """Classification, seq2seq and vision: pad token fields, stack the rest."""
     def collate(samples: list[Any]) -> Batch:
+        if isinstance(samples, PreBatched):
+            return samples
         batch = collate_dicts(samples, task.pad_token_id, task.ignore_index, add_mask=task.task_type != "vision_classification")
         if task.task_type == "seq2seq" and "decoder_input_ids" not in batch and "labels" in batch:
             batch["decoder_input_ids"] = shift_right(batch["labels"], task)

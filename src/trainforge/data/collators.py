@@ -20,7 +20,7 @@ Register your own with ``register_collator("name", factory)`` (or as a decorator
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -145,7 +145,10 @@ def _extras(samples: Sequence[dict[str, Any]], skip: set[str]) -> Batch:
     return out
 
 
-def _normalised(samples: list[Any], task: TaskSpec) -> list[dict[str, Any]]:
+def _normalised(samples: Any, task: TaskSpec) -> list[dict[str, Any]]:
+    if isinstance(samples, Mapping):  # a batch a dataset stacked itself (``__getitems__``): split into rows
+        n = len(next(iter(samples.values()))) if samples else 0
+        return [{k: v[i] for k, v in samples.items()} for i in range(n)]
     if not samples:
         raise DataError("Cannot collate an empty batch. Fix: check that the dataset is not empty.")
     return [normalise_sample(s, task) for s in samples]
@@ -159,7 +162,15 @@ def causal_lm_collator(task: TaskSpec, pack: bool = False, pad_to_multiple_of: i
         return packed_lm_collator(task, max_length=max_length)
     field = task.input_field
 
-    def collate(samples: list[Any]) -> Batch:
+    def collate(samples: Any) -> Batch:
+        if isinstance(samples, Mapping) and isinstance(samples.get(field), Tensor) and samples[field].dim() == 2:
+            # pre-stacked equal-length rows (PairSamples.__getitems__): nothing to pad
+            ids = samples[field].long()[:, :max_length] if max_length else samples[field].long()
+            given = samples.get(task.label_field)
+            labels = given.long() if isinstance(given, Tensor) else ids.clone()
+            out: Batch = {field: ids, "attention_mask": torch.ones_like(ids), task.label_field: labels}
+            out.update({k: v for k, v in samples.items() if k not in out and isinstance(v, Tensor)})
+            return out
         rows = _normalised(samples, task)
         seqs = [_tensor(v, field).long() for v in _field(rows, field, "causal_lm")]
         if max_length is not None:

@@ -102,6 +102,23 @@ class PairSamples(Dataset[dict[str, Any]]):
             sample[self.task.label_field] = self.labels[index]
         return sample
 
+    def __getitems__(self, indices: list[int]) -> Any:
+        """A whole batch in one indexing call when the data are tensors (the DataLoader's batched fetch).
+
+        The result equals collating the samples one by one; it is a ``Batch`` dict, which collators pass on.
+        """
+        if not isinstance(self.inputs, Tensor) or not (self.labels is None or isinstance(self.labels, Tensor)):
+            return [self[i] for i in indices]
+        rows = torch.as_tensor(indices, dtype=torch.long)
+        batch = PreBatched({self.task.input_field: self.inputs.index_select(0, rows)})
+        if self.labels is not None:
+            batch[self.task.label_field] = self.labels.index_select(0, rows)
+        return batch
+
+
+class PreBatched(dict):  # type: ignore[type-arg]
+    """A batch already stacked by a dataset's ``__getitems__``; collators return it unchanged."""
+
 
 class Subset(Dataset[dict[str, Any]]):
     """A view of some indices of a map-style dataset."""
@@ -115,6 +132,11 @@ class Subset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.base[self.indices[index]]
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        getitems = getattr(self.base, "__getitems__", None)
+        mapped = [self.indices[i] for i in indices]
+        return getitems(mapped) if getitems is not None else [self.base[i] for i in mapped]
 
 
 def as_dataset(data: Any, task: TaskSpec, name: str = "train_data") -> Dataset[dict[str, Any]] | DataLoader[Any]:

@@ -194,7 +194,7 @@ class UniversalDataModule:
         if isinstance(seed, bool) or not isinstance(seed, int):
             problems.append(f"seed must be an int, got {seed!r}")
         explicit_split = validation_split is not _UNSET and validation_split is not None
-        split = float(validation_split) if explicit_split else 0.1
+        split = float(validation_split) if explicit_split and validation_split is not None else 0.1
         if not 0.0 <= split < 1.0:
             problems.append(f"validation_split must be in [0, 1), got {validation_split!r}")
         if isinstance(train_data, DataLoader) or isinstance(val_data, DataLoader):

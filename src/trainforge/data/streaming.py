@@ -92,11 +92,10 @@ class ResumableIterable(IterableDataset[Any]):
         # Items of this rank in the epoch are global items rank + world_size * j, j >= start.
         stream = self._raw(self.rank + self.world_size * self.start)
         mine = itertools.islice(stream, 0, None, self.world_size)
-        batch, j = self.batch_size, 0
-        for item in mine:
+        batch = self.batch_size
+        for j, item in enumerate(mine):
             if (j // batch) % n_workers == worker:
                 yield self.transform(item) if self.transform is not None else item
-            j += 1
 
     def __len__(self) -> int:
         if self.num_samples is None:

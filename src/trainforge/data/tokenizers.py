@@ -64,7 +64,7 @@ class _Base:
             ids = [*ids, self.eos_token_id]
         return ids
 
-    def _check_ids(self, ids: Sequence[int]) -> list[int]:
+    def _check_ids(self, ids: Sequence[int] | Tensor) -> list[int]:
         out = [int(i) for i in (ids.tolist() if isinstance(ids, Tensor) else ids)]
         bad = [i for i in out if i < 0 or i >= self.vocab_size]
         if bad:
@@ -77,6 +77,9 @@ class _Base:
 
     def __call__(self, text: str) -> list[int]:
         return self.encode(text)
+
+    def save(self, directory: str | Path) -> Path:
+        raise NotImplementedError
 
 
 class ByteTokenizer(_Base):

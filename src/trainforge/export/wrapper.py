@@ -161,9 +161,9 @@ def build_samples(
     if task.task_type == "vision_classification":
         if task.image_size is None:
             raise ValueError("TaskSpec.image_size is not set; pass sample_batch with pixel_values to export")
-        c, s = task.num_channels or 3, task.image_size
+        channels, size = task.num_channels or 3, task.image_size
         for b in (1, 3):
-            cases.append((torch.randn(b, c, s, s, generator=gen).to(dtype),))
+            cases.append((torch.randn((b, channels, size, size), generator=gen).to(dtype),))
     else:
         if task.vocab_size is None:
             raise ValueError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TextIO
+
 from trainforge.logging.base import Logger, MultiLogger, NullLogger
 from trainforge.logging.console import ConsoleLogger
 from trainforge.logging.csv_logger import CSVLogger
@@ -24,13 +26,15 @@ def build_loggers(
     is_main_process: bool = True,
     console: bool = True,
     resume: bool = False,
+    console_stream: TextIO | None = None,
 ) -> MultiLogger:
     """Return a :class:`MultiLogger` for this process.
 
     On the main process: console (unless ``console=False``) and CSV always, W&B when ``use_wandb``
     (project ``"trainforge"`` when ``wandb_project`` is None; ``wandb`` is imported only then).
     Other processes get a logger that writes nothing. ``resume`` keeps the existing ``metrics.csv``
-    rows and appends to ``steps.jsonl``.
+    rows and appends to ``steps.jsonl``. ``console_stream`` receives the console lines (e.g. a progress bar's
+    stream, so epoch lines print above the bar).
 
     Raises:
         ImportError: ``use_wandb`` is set and ``wandb`` is not installed.
@@ -39,7 +43,7 @@ def build_loggers(
         return MultiLogger([NullLogger()])
     loggers: list[Logger] = []
     if console:
-        loggers.append(ConsoleLogger(total_epochs))
+        loggers.append(ConsoleLogger(total_epochs, stream=console_stream))
     loggers.append(CSVLogger(run_dir, resume=resume))
     if use_wandb:
         # Imported here so that `import trainforge.logging` never pulls in wandb.

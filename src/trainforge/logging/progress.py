@@ -61,6 +61,10 @@ class ProgressBar:
         else:
             print(line)
 
+    def stream(self) -> _BarStream:
+        """A file-like object whose complete lines are printed above the bar (for the console logger)."""
+        return _BarStream(self)
+
     def close(self) -> None:
         """Close the bar; calling again is fine."""
         if self._bar is not None:
@@ -72,3 +76,23 @@ class ProgressBar:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _BarStream:
+    """Minimal text stream: buffers until a newline, then hands each line to ``ProgressBar.write``."""
+
+    def __init__(self, bar: ProgressBar) -> None:
+        self._bar = bar
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._bar.write(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._bar.write(self._pending)
+            self._pending = ""

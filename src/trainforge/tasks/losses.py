@@ -42,8 +42,7 @@ def causal_lm_targets(labels: Tensor, ignore_index: int) -> Tensor:
     ``[B, T, V]`` logits makes them non-contiguous and ``reshape`` would then copy the whole
     (largest) tensor of the step; padding the small label tensor instead costs ``B*T`` integers.
     """
-    tail = torch.full_like(labels[..., :1], ignore_index)
-    return torch.cat([labels[..., 1:], tail], dim=-1)
+    return F.pad(labels[..., 1:], (0, 1), value=ignore_index)
 
 
 def cross_entropy_sum(
@@ -65,20 +64,35 @@ def cross_entropy_sum(
         ``(loss_sum, count)``: a 0-d float tensor and a 0-d int64 tensor on the logits' device.
         ``loss_sum / count`` equals ``F.cross_entropy(..., reduction="mean")``.
     """
+    flat_targets = _flat_long(targets)
+    loss = cross_entropy_total(logits, flat_targets, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    return loss, count_valid(flat_targets, ignore_index)
+
+
+def cross_entropy_total(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """The summed loss of :func:`cross_entropy_sum` alone: the training step already knows the count, and
+    skipping it saves two kernel launches per micro-batch in the hot loop."""
     num_classes = logits.shape[-1]
     flat_logits = logits.reshape(-1, num_classes).to(compute_dtype(logits.dtype))
-    flat_targets = targets.reshape(-1)
-    if flat_targets.dtype != torch.long:
-        # cross_entropy wants int64 class indices; int32 ids from a tokenizer are common.
-        flat_targets = flat_targets.long()
-    loss = F.cross_entropy(
+    return F.cross_entropy(
         flat_logits,
-        flat_targets,
+        _flat_long(targets),
         reduction="sum",
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
     )
-    return loss, count_valid(flat_targets, ignore_index)
+
+
+def _flat_long(targets: Tensor) -> Tensor:
+    flat = targets.reshape(-1)
+    # cross_entropy wants int64 class indices; int32 ids from a tokenizer are common.
+    return flat if flat.dtype == torch.long else flat.long()
 
 
 def count_valid(targets: Tensor, ignore_index: int) -> Tensor:
@@ -103,7 +117,8 @@ def labels_from_input_ids(
     """Labels for a bare token sequence: the sequence itself, with padding set to ``ignore_index``.
 
     Padding is recognised by ``pad_token_id`` and/or by ``attention_mask == 0``. The input tensor is
-    never modified (``masked_fill`` returns a copy), so the model still sees the original ids.
+    never modified (``masked_fill`` returns a copy), so the model still sees the original ids; with no padding
+    the input tensor itself is returned, so callers must not modify the labels in place.
     """
     labels = input_ids
     if labels.dtype != torch.long:
@@ -112,7 +127,5 @@ def labels_from_input_ids(
         labels = labels.masked_fill(labels == pad_token_id, ignore_index)
     if attention_mask is not None:
         labels = labels.masked_fill(attention_mask == 0, ignore_index)
-    if labels is input_ids:
-        # Always hand back a fresh tensor so callers may edit labels without touching the inputs.
-        labels = labels.clone()
+    # Without padding the labels are the input tensor itself (no copy in the hot loop): treat as read-only.
     return labels

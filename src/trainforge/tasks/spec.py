@@ -439,6 +439,12 @@ class TaskSpec:
             logits, self.loss_targets(labels), ignore_index=self.ignore_index, label_smoothing=self.label_smoothing
         )
 
+    def loss_total(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """``loss_sum(logits, labels)[0]`` without computing the count (the training step has it already)."""
+        return losses.cross_entropy_total(
+            logits, self.loss_targets(labels), ignore_index=self.ignore_index, label_smoothing=self.label_smoothing
+        )
+
     def loss_targets(self, labels: Tensor) -> Tensor:
         """Targets aligned with the *raw* logits (same shape minus the class dim); used by loss and metrics.
 

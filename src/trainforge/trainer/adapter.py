@@ -146,7 +146,7 @@ class ModelAdapter:
             # The model averaged over its own targets; weighting by the count restores a token-weighted sum.
             return out.loss.float() * count
         assert out.logits is not None
-        return self.task.loss_sum(out.logits, labels)[0]
+        return self.task.loss_total(out.logits, labels)
 
     @torch.no_grad()
     def probe(self, model: nn.Module, batch: Mapping[str, Tensor], labels: Tensor) -> str:

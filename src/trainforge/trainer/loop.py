@@ -72,14 +72,13 @@ def fit(p: Parts, state: TrainState) -> None:
         started = time.perf_counter()
         batches = _epoch_batches(p, state)
         fire(p.callbacks, Event.EPOCH_START, state)
-        since_log = _StepLog(state.global_step, time.perf_counter(), p.device)
+        since_log = _StepLog(state)
         for window in _windows(batches, cfg.gradient_accumulation_steps):
             loss_sum, targets, grad_norm = train_window(p, window)
             state.global_step += 1
             state.batches_in_epoch += len(window)
             state.epoch_loss_sum += loss_sum
             state.epoch_targets += targets
-            since_log.add(loss_sum, targets)
             if state.global_step % cfg.log_every_n_steps == 0:
                 _log_step(p, state, since_log, grad_norm)
             else:
@@ -108,7 +107,8 @@ def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, 
     counts = [p.task.count_targets(t) for t in labels]
     local = counts[0] if len(counts) == 1 else torch.stack(counts).sum()
     # Every rank divides by the global count; DDP averages gradients over ranks, so scale back by world size.
-    scale = p.dist.sum(local).clamp(min=1).to(torch.float32) / p.dist.world_size
+    # (clamp: a window whose targets are all ignored contributes zero loss instead of 0/0.)
+    scale = local.clamp(min=1) if not p.dist.enabled else p.dist.sum(local).clamp(min=1) / p.dist.world_size
     window_loss: Tensor | None = None
     for i, (batch, target, count) in enumerate(zip(batches, labels, counts)):
         with p.dist.no_sync(p.model, enabled=i < len(batches) - 1):
@@ -269,26 +269,22 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Tens
 
 
 class _StepLog:
-    """Loss and targets since the last log line, kept on the device until a log line needs them."""
+    """Loss and targets since the last log line: the difference of the epoch's running sums between two log
+    lines, so the hot loop adds nothing of its own."""
 
-    def __init__(self, step: int, clock: float, device: torch.device) -> None:
-        self.step, self.clock = step, clock
-        self.loss = torch.zeros((), dtype=torch.float64, device=device)
-        self.targets = torch.zeros((), dtype=torch.int64, device=device)
-
-    def add(self, loss_sum: Tensor, targets: Tensor) -> None:
-        self.loss += loss_sum
-        self.targets += targets
+    def __init__(self, state: TrainState) -> None:
+        self.state = state
+        self.step, self.clock = state.global_step, time.perf_counter()
+        self.loss, self.targets = float(state.epoch_loss_sum), int(state.epoch_targets)
 
     def flush(self, step: int) -> tuple[float, float, int]:
         now = time.perf_counter()
-        n = int(self.targets.item())  # a host sync, once per logging interval
-        loss = float(self.loss.item()) / max(n, 1)
+        loss_total, n_total = float(self.state.epoch_loss_sum), int(self.state.epoch_targets)  # syncs, per log
+        n = n_total - self.targets
+        loss = (loss_total - self.loss) / max(n, 1)
         rate = n / max(now - self.clock, 1e-9)
         steps = step - self.step
-        self.step, self.clock = step, now
-        self.loss.zero_()
-        self.targets.zero_()
+        self.step, self.clock, self.loss, self.targets = step, now, loss_total, n_total
         return loss, rate, steps
 
 

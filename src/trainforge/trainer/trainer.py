@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 
 import torch
 from torch import nn
@@ -150,10 +150,13 @@ class Trainer:
 
         if dist_env.is_main:
             _write_run_files(run_dir, cfg, task, self.model_config)
+        progress = ProgressBar(total=total_steps, desc=run_name, enabled=cfg.progress_bar and dist_env.is_main,
+                               initial=state.global_step)
         logger = build_loggers(
             run_dir=str(run_dir), total_epochs=cfg.epochs, use_wandb=cfg.use_wandb, wandb_project=cfg.wandb_project,
             wandb_entity=cfg.wandb_entity, run_name=run_name, notes=cfg.notes, tags=cfg.tags,
-            is_main_process=dist_env.is_main,
+            is_main_process=dist_env.is_main, resume=checkpoint is not None,
+            console_stream=cast(TextIO, progress.stream()) if progress.enabled else None,
         )
         logger.log_config({"training": cfg.to_dict(), "task": task.to_dict(),
                            "model": _config_dict(self.model_config), "precision": precision,
@@ -165,8 +168,6 @@ class Trainer:
         manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last_n) if cfg.checkpoint_dir else None
         checkpoint_errors: list[str] = []
         monitor = cfg.monitor or ("val/loss" if val_loader is not None else "train/loss")
-        progress = ProgressBar(total=total_steps, desc=run_name, enabled=cfg.progress_bar and dist_env.is_main,
-                               initial=state.global_step)
 
         def save(st: TrainState, kind: str) -> None:
             if manager is None:

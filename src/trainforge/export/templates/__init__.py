@@ -1,0 +1,1 @@
+"""Files copied verbatim into export bundles (``inference.py``)."""
