@@ -111,6 +111,8 @@ def _train(config: str | None, preset: str | None, overrides: list[str]) -> int:
 
     spec = load_run_spec(config, preset, overrides)
     training_config = TrainingConfig.from_dict(spec["training"])
+    if "train" in spec["data"]:
+        return _train_on_files(spec, training_config)
     model, model_config = build_model_from_spec(spec["model"])
     block = int(getattr(model_config, "max_seq_len", 64))
     data = dict(spec["data"])
@@ -126,12 +128,41 @@ def _train(config: str | None, preset: str | None, overrides: list[str]) -> int:
     print(f"[trainforge] preset={spec['preset']} model={type(model).__name__} "
           f"train={len(train_blocks)} blocks val={len(val_blocks)} blocks of {block} bytes")
     results = Trainer(model, model_config, training_config, task).train(train_blocks, val_blocks)
+    _print_results(results)
+    return 0
+
+
+def _train_on_files(spec: dict[str, Any], training_config: Any) -> int:
+    """``data: {train: path, val: path, format: ...}``: the user's own files (see trainforge.data.readers)."""
+    from trainforge.data.module import UniversalDataModule
+    from trainforge.data.readers import build_data_from_spec, task_for_data, tokenizer_from_spec
+    from trainforge.data.tokenizers import tokenizer_vocab_size
+    from trainforge.trainer import Trainer
+
+    data = dict(spec["data"])
+    tokenizer = tokenizer_from_spec(data)
+    model_spec = spec["model"]
+    if isinstance(model_spec, dict) and tokenizer is not None and "vocab_size" not in model_spec:
+        model_spec = {**model_spec, "vocab_size": tokenizer_vocab_size(tokenizer)}  # the model fits the tokenizer
+    model, model_config = build_model_from_spec(model_spec)
+    train, val, tokenizer = build_data_from_spec(data, model_config, tokenizer=tokenizer)
+    task = task_for_data(data, train, tokenizer, model_config, name=str(spec["task"].get("name", "user-data")))
+    cfg = training_config
+    module = UniversalDataModule(train, val, task, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                 seed=cfg.seed, validation_split=cfg.validation_split, shuffle=cfg.shuffle,
+                                 tokenizer=tokenizer)
+    print(f"[trainforge] data={data['train']} format={data.get('format', 'auto')} {module} task={task.task_type}")
+    results = Trainer(model, model_config, cfg, task).train(module.train_dataloader(), module.val_dataloader())
+    _print_results(results)
+    return 0
+
+
+def _print_results(results: dict[str, Any]) -> None:
     print()
     print(results["metrics_summary"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\nbest epoch: {results['best_epoch']}   run directory: {results['run_dir']}")
     if results["checkpoint_paths"]:
         print(f"checkpoints: {', '.join(results['checkpoint_paths'])}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from trainforge.checkpoint.rng import restore_rng
 from trainforge.data.sampler import ResumableSampler
+from trainforge.data.streaming import ResumableIterable
 from trainforge.distributed.env import DistEnv
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.evaluate import evaluate
@@ -47,7 +48,7 @@ class Parts:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
     train_loader: DataLoader[Any]
-    sampler: ResumableSampler | None
+    sampler: ResumableSampler | ResumableIterable | None  # the data position: set_epoch / set_start arithmetic
     val_loader: DataLoader[Any] | None
     device: torch.device
     autocast: Callable[[], Any]
@@ -62,6 +63,7 @@ class Parts:
     compile_pending: bool = False  # first forward through torch.compile may fail: fall back to eager
     warmup_time_s: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
+    samples_per_batch: int = 1  # the train loader's batch size: set_start(batches_in_epoch * samples_per_batch)
 
 
 def fit(p: Parts, state: TrainState) -> None:
@@ -217,7 +219,7 @@ def _epoch_batches(p: Parts, state: TrainState) -> Iterator[Mapping[str, Tensor]
     mid_epoch = state.batches_in_epoch > 0
     if p.sampler is not None:
         p.sampler.set_epoch(state.epoch)
-        p.sampler.set_start(state.batches_in_epoch * p.cfg.batch_size)
+        p.sampler.set_start(state.batches_in_epoch * p.samples_per_batch)
     elif hasattr(p.train_loader.sampler, "set_epoch"):
         p.train_loader.sampler.set_epoch(state.epoch)
     if p.pending_rng is not None and not mid_epoch:
@@ -253,10 +255,15 @@ def _epoch_finished(p: Parts, state: TrainState) -> bool:
     if _reached_max_steps(p.cfg, state):
         return True
     try:
-        full = len(p.train_loader) if p.sampler is None else -(-p.sampler.num_samples // p.sampler.world_size)
+        if p.sampler is None:
+            full = len(p.train_loader)
+        elif p.sampler.num_samples is None:  # a stream of unknown length
+            return False
+        else:
+            full = -(-p.sampler.num_samples // p.sampler.world_size)
     except TypeError:
         return False
-    per_batch = 1 if p.sampler is None else p.cfg.batch_size
+    per_batch = 1 if p.sampler is None else p.samples_per_batch
     return state.batches_in_epoch * per_batch >= full
 
 

@@ -24,7 +24,10 @@ from trainforge.checkpoint.rng import capture_rng, seed_everything
 from trainforge.config import TrainingConfig
 from trainforge.data.collate import collator_for
 from trainforge.data.inputs import as_dataset, limit_samples, split_dataset
+from trainforge.data.module import resume_handle
 from trainforge.data.sampler import ResumableSampler
+from trainforge.data.streaming import ResumableIterable
+from trainforge.data.tokenizers import check_vocab, save_tokenizer
 from trainforge.distributed.env import DistEnv, from_environment
 from trainforge.errors import CheckpointError, ConfigError, DataError, TrainforgeError
 from trainforge.tasks import TaskSpec
@@ -111,7 +114,7 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
-        train_loader, sampler, val_loader = self._loaders(train_data, val_data, dist_env)
+        train_loader, sampler, samples_per_batch, val_loader = self._loaders(train_data, val_data, dist_env)
         model = self.model.to(device)
         adapter = ModelAdapter(model, task)
         precision = resolve_precision(cfg.precision, cfg.use_amp, device)
@@ -134,6 +137,8 @@ class Trainer:
         run_name = run_name or _new_run_name()
         run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / run_name
 
+        tokenizer = getattr(train_loader, "tokenizer", None)
+        check_vocab(model, tokenizer, task)  # tokenizer vs model embedding vs TaskSpec, before any batch
         # Probe one batch before step 0: bad token ids, label ranges and unusable outputs fail here, clearly.
         first = next(iter(train_loader), None)
         if first is None:
@@ -150,6 +155,8 @@ class Trainer:
 
         if dist_env.is_main:
             _write_run_files(run_dir, cfg, task, self.model_config)
+            if tokenizer is not None:
+                save_tokenizer(tokenizer, run_dir / "tokenizer")
         progress = ProgressBar(total=total_steps, desc=run_name, enabled=cfg.progress_bar and dist_env.is_main,
                                initial=state.global_step)
         logger = build_loggers(
@@ -161,6 +168,13 @@ class Trainer:
         logger.log_config({"training": cfg.to_dict(), "task": task.to_dict(),
                            "model": _config_dict(self.model_config), "precision": precision,
                            "attention": attention, "device": str(device), "world_size": dist_env.world_size})
+        if dist_env.is_main:
+            n_params = sum(p.numel() for p in model.parameters())
+            resumed = f" | resumed at step {state.global_step}" if checkpoint is not None else ""
+            progress.write(
+                f"[trainforge] {run_name} | {n_params / 1e6:.2f}M params | attention {attention} | {precision} on "
+                f"{device} | {total_steps if total_steps is not None else '?'} steps{resumed} | run dir {run_dir}"
+            )
         for row in state.history:  # a resumed run is the same run: its metrics file keeps the earlier epochs
             logger.log_epoch(row, int(row.get("step", 0)))
 
@@ -189,6 +203,7 @@ class Trainer:
         parts = Parts(
             cfg=cfg, task=task, model=forward_model, raw_model=model, adapter=adapter, optimizer=optimizer,
             scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loader=val_loader,
+            samples_per_batch=samples_per_batch,
             device=device, autocast=autocast_factory(precision, device), dist=dist_env, callbacks=callbacks,
             logger=logger, progress=progress, save_checkpoint=save, monitor=monitor, monitor_mode=cfg.monitor_mode,
             pending_rng=pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
@@ -225,7 +240,7 @@ class Trainer:
     # ------------------------------------------------------------ building
     def _loaders(
         self, train_data: Any, val_data: Any, dist_env: DistEnv
-    ) -> tuple[DataLoader[Any], ResumableSampler | None, DataLoader[Any] | None]:
+    ) -> tuple[DataLoader[Any], ResumableSampler | ResumableIterable | None, int, DataLoader[Any] | None]:
         cfg, task = self.training_config, self.task_spec
         train = as_dataset(train_data, task, "train_data")
         val = as_dataset(val_data, task, "val_data") if val_data is not None else None
@@ -233,15 +248,24 @@ class Trainer:
             train, val = split_dataset(train, cfg.validation_split, cfg.seed)
         collate = collator_for(task)
 
-        sampler = None
+        sampler: ResumableSampler | ResumableIterable | None = None
+        samples_per_batch = cfg.batch_size
         if isinstance(train, DataLoader):
             train_loader = train
+            handle = resume_handle(train)  # a UniversalDataModule loader: resume by arithmetic on its sampler
+            if handle is not None:
+                sampler, samples_per_batch = handle
         else:
             train = limit_samples(train, cfg.max_train_samples)
-            if not isinstance(train, IterableDataset):
+            if isinstance(train, IterableDataset):
+                # rank/worker sharding + resume by arithmetic (skips without collating)
+                train = sampler = ResumableIterable(train, cfg.batch_size, rank=dist_env.rank,
+                                                    world_size=dist_env.world_size)
+                train_loader = _loader(train, cfg.batch_size, None, collate, cfg.num_workers, cfg.seed)
+            else:
                 sampler = ResumableSampler(len(train), cfg.seed, cfg.shuffle, dist_env.rank,  # type: ignore[arg-type]
                                            dist_env.world_size)
-            train_loader = _loader(train, cfg.batch_size, sampler, collate, cfg.num_workers, cfg.seed)
+                train_loader = _loader(train, cfg.batch_size, sampler, collate, cfg.num_workers, cfg.seed)
         val_loader = None
         if isinstance(val, DataLoader):
             val_loader = val
@@ -253,7 +277,7 @@ class Trainer:
                                                dist_env.world_size)
             val_loader = _loader(val, cfg.eval_batch_size or cfg.batch_size, val_sampler, collate,
                                  cfg.num_workers, cfg.seed)
-        return train_loader, sampler, val_loader
+        return train_loader, sampler, samples_per_batch, val_loader
 
     def _callbacks(self) -> list[Any]:
         cfg = self.training_config
