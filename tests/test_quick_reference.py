@@ -140,3 +140,15 @@ def test_doc_copy_matches_shared_contract():
     if not shared.exists():
         pytest.skip("shared/ is not beside this checkout")
     assert shared.read_text() == DOC.read_text()
+
+
+def test_common_pattern_4_all_features_writes_a_verified_bundle(offline_wandb):
+    import json
+
+    ns = run_block(blocks_under("### 4. With All v3.5/v3.6 Features")[0])
+    results = ns["results"]
+    bundle = Path(results["export_dir"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert sorted(manifest["ok"]) == ["onnx", "torchscript"]
+    assert (bundle / "model.onnx").is_file() and (bundle / "inference.py").is_file()
+    assert list(Path(results["run_dir"]).glob("wandb/offline-run-*"))

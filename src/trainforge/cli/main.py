@@ -26,12 +26,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--preset", help="training preset (see `trainforge presets`)")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 model.n_layer=4")
     sub.add_parser("presets", help="list training and model presets")
+    from trainforge.export.cli import add_export_parser  # argparse only; onnx etc. load when exporting
+
+    add_export_parser(sub)
     args, unknown = parser.parse_known_args(argv)
     from trainforge.errors import TrainforgeError
 
     try:
         if args.command == "presets":
             return _presets()
+        if args.command == "export":
+            return int(args.handler(args))
         return _train(args.config, args.preset, [*args.overrides, *unknown])
     except TrainforgeError as exc:
         print(f"trainforge: error: {exc}", file=sys.stderr)

@@ -12,7 +12,6 @@ A *collator factory* takes the ``TaskSpec`` (and keyword options) and returns a 
   ``decoder_input_ids`` by shifting the labels right (``decoder_start_token_id`` first).
 * ``vision``: stacks ``pixel_values`` as float ``[B, C, H, W]`` (uint8 images are scaled to [0, 1],
   channels-last images are moved to channels-first), ``labels`` ``[B]`` long.
-* ``default``: ``collate.collator_for(task)``, what ``Trainer`` uses for raw data.
 
 Register your own with ``register_collator("name", factory)`` (or as a decorator) and pick it with
 ``get_collator(task, "name")`` or ``UniversalDataModule(..., collator="name")``.
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from trainforge.data.collate import Batch, Collator, collator_for, pad_stack, shift_right
+from trainforge.data.collate import Batch, Collator, pad_stack, shift_right
 from trainforge.data.inputs import normalise_sample
 from trainforge.errors import ConfigError, DataError
 
@@ -311,7 +310,6 @@ register_collator("packed_lm", packed_lm_collator)
 register_collator("classification", classification_collator)
 register_collator("seq2seq", seq2seq_collator)
 register_collator("vision", vision_collator)
-register_collator("default", lambda task, **_: collator_for(task))
 
 __all__ = [
     "CollatorFactory",

@@ -234,6 +234,7 @@ def _export_traced_format(
     tolerance: float,
     output_axes: dict[int, str],
     onnx_exporters: Sequence[str],
+    seq_cap: int | None,
 ) -> dict[str, Any]:
     """Try each exporter of ``fmt`` in turn; the first whose reload matches the eager model is kept."""
     from .onnx_export import export_onnx
@@ -246,20 +247,21 @@ def _export_traced_format(
     for method in methods:
         attempt: dict[str, Any] = {"method": method}
         start = time.perf_counter()
-        tmp = path.with_name(f".{path.name}.{method}.tmp")
+        # Each attempt writes under its own folder with the final file name (ONNX external data refers to it).
+        tmp = path.parent / f".{fmt}-{method}.tmp" / path.name
+        shutil.rmtree(tmp.parent, ignore_errors=True)
         try:
             if fmt == "onnx":
                 wrapper = make_wrapper(model, task, samples.names).eval()
                 info = export_onnx(wrapper, samples.example, samples.specs, tmp, exporter=method,
-                                   max_seq_len=task.max_seq_len, output_axes=output_axes)
+                                   max_seq_len=seq_cap, output_axes=output_axes)
             else:
                 info = export_torchscript(model, task, samples.names, samples.example, tmp, method=method)
             attempt.update({k: v for k, v in info.items() if k != "method"})
         except Exception as exc:
             attempt.update(ok=False, stage="export", error=_short(exc), seconds=round(time.perf_counter() - start, 3))
             attempts.append(attempt)
-            for leftover in (tmp, tmp.with_name(tmp.name + ".data")):
-                leftover.unlink(missing_ok=True)
+            _discard(tmp)
             continue
         attempt["export_seconds"] = round(time.perf_counter() - start, 3)
         parity = _fresh_parity(fmt, tmp, samples, expected, tolerance)
@@ -288,15 +290,14 @@ def _export_traced_format(
 
 
 def _install(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-    data = tmp.with_name(tmp.name + ".data")
-    if data.exists():  # ONNX external data keeps the name it was written with
-        os.replace(data, path.with_name(data.name))
+    """Move an attempt's file (and its ONNX external data, if any) into the bundle."""
+    for item in tmp.parent.iterdir():
+        os.replace(item, path.parent / item.name)
+    _discard(tmp)
 
 
 def _discard(tmp: Path) -> None:
-    tmp.unlink(missing_ok=True)
-    tmp.with_name(tmp.name + ".data").unlink(missing_ok=True)
+    shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 def _export_safetensors(
@@ -494,10 +495,13 @@ def export_bundle(
         raise TypeError(f"training_config must be a TrainingConfig or a dict, got {type(training_config).__qualname__}")
     run_name = run_name or (training_dict or {}).get("run_name") or None
 
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*ARTEFACTS.values(), "model.onnx.data", "manifest.json"]:
         (out / stale).unlink(missing_ok=True)
+    for leftover in out.glob(".*.tmp"):  # attempt folders of an interrupted export
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
 
     base = _unwrap(model)
     on_cpu = all(t.device.type == "cpu" for t in [*base.parameters(), *base.buffers()])
@@ -505,10 +509,15 @@ def export_bundle(
     was_training = work.training
     work.eval()
     float_dtype = next((p.dtype for p in work.parameters() if p.is_floating_point()), torch.float32)
+    # A model that knows its own context length (trainforge's GPT) bounds the sample lengths and ONNX's seq axis.
+    seq_cap = task.max_seq_len
+    own_cap = getattr(base, "max_seq_len", None)
+    if isinstance(own_cap, int) and not isinstance(own_cap, bool) and own_cap > 0:
+        seq_cap = own_cap if seq_cap is None else min(seq_cap, own_cap)
     try:
-        samples = build_samples(task, sample_batch, dtype=float_dtype)
+        samples = build_samples(task, sample_batch, dtype=float_dtype, max_seq_len=seq_cap)
         return _export(work, task, out, fmts, samples, model_config, training_config, training_dict, tokenizer,
-                       measure_latency, tolerance, onnx_exporters, run_name)
+                       measure_latency, tolerance, onnx_exporters, run_name, seq_cap)
     finally:
         work.train(was_training)
 
@@ -527,6 +536,7 @@ def _export(
     tolerance: float,
     onnx_exporters: Sequence[str],
     run_name: str | None,
+    seq_cap: int | None,
 ) -> dict[str, Any]:
     # --- configs and tokenizer
     _write_json(out / "task_spec.json", task.to_dict())
@@ -572,7 +582,7 @@ def _export(
                           "attempts": []}
             else:
                 record = _export_traced_format(fmt, model, task, samples, expected, path, tolerance,
-                                               output["axes"], onnx_exporters)
+                                               output["axes"], onnx_exporters, seq_cap)
         except Exception as exc:  # a bug in an exporter path must not lose the other formats
             record = {"status": "failed", "file": None, "method": None, "parity": None, "error": _short(exc)}
         record["seconds"] = round(time.perf_counter() - start, 3)
@@ -625,7 +635,7 @@ def _export(
     manifest["files"] = {
         p.relative_to(out).as_posix(): {"sha256": file_digest(p), "size": p.stat().st_size}
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "manifest.json" and not p.name.endswith(".tmp")
+        if p.is_file() and p.name != "manifest.json" and not any(part.endswith(".tmp") for part in p.relative_to(out).parts)
     }
     fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=out)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -40,6 +40,8 @@ def measure_latency(
 ) -> dict[str, Any]:
     """``{backend: {"batch_1": ms, "batch_8": ms}}`` for eager, TorchScript and ONNX Runtime (in this process).
 
+    ONNX Runtime gets as many intra-op threads as torch has (``torch.get_num_threads()``).
+
     A backend that cannot be loaded gets ``{"error": ...}`` instead of numbers.
     """
     runners: dict[str, Callable[[Sequence[Tensor]], Any] | str] = {}
@@ -67,6 +69,8 @@ def measure_latency(
 
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            opts.intra_op_num_threads = torch.get_num_threads()  # the same thread budget as torch
+            opts.inter_op_num_threads = 1
             sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
             feed = [i.name for i in sess.get_inputs()]
 

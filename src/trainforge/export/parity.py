@@ -129,14 +129,14 @@ def run_fresh(
         in_path, out_path = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
         arrays = {f"{i}:{n}": a for i, case in enumerate(cases) for n, a in zip(names, case)}
         np.savez(in_path, **arrays)  # type: ignore[arg-type]
-        cmd = [sys.executable, "-c", _CHILD, fmt, str(artefact), str(in_path), str(out_path), json.dumps(list(names)),
+        cmd = [sys.executable, "-c", _CHILD, fmt, str(Path(artefact).resolve()), str(in_path), str(out_path), json.dumps(list(names)),
                str(len(cases))]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
         except subprocess.TimeoutExpired as exc:
             raise RuntimeError(f"reloading the {fmt} artefact in a fresh process timed out after {timeout:g}s") from exc
         if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
+            tail = " | ".join(proc.stderr.strip().splitlines()[-2:])
             raise RuntimeError(f"reloading the {fmt} artefact in a fresh process failed (exit {proc.returncode}): {tail}")
         with np.load(out_path) as data:
             return [np.array(data[str(i)]) for i in range(len(cases))]

@@ -104,8 +104,8 @@ def resize_batch(t: Tensor, batch_size: int) -> Tensor:
     return t.index_select(0, index).contiguous()
 
 
-def _token_lengths(task: TaskSpec) -> tuple[int, int]:
-    longest = min(task.max_seq_len, 16) if task.max_seq_len is not None else 16
+def _token_lengths(task: TaskSpec, max_seq_len: int | None) -> tuple[int, int]:
+    longest = min(max_seq_len, 16) if max_seq_len is not None else 16
     low = 2 if task.task_type == "language_modeling" else 1
     longest = max(longest, low)
     short = max(low, longest // 2)
@@ -124,12 +124,17 @@ def _kind(name: str, tensor: Tensor, task: TaskSpec) -> InputSpec:
 
 
 def build_samples(
-    task: TaskSpec, sample_batch: Mapping[str, Tensor] | None = None, *, dtype: torch.dtype = torch.float32
+    task: TaskSpec,
+    sample_batch: Mapping[str, Tensor] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    max_seq_len: int | None = None,
 ) -> Samples:
     """Two checking cases (different batch sizes and sequence lengths) for ``task``.
 
     Without ``sample_batch`` they are made up from the TaskSpec: random token ids below ``vocab_size``, or
-    random images ``[B, num_channels, image_size, image_size]``. With it, the batch itself is the tracing
+    random images ``[B, num_channels, image_size, image_size]``; ``max_seq_len`` (default the TaskSpec's) caps
+    the sequence lengths. With it, the batch itself is the tracing
     case and its first row (with half the sequence, for token inputs) is the other.
 
     Raises:
@@ -170,7 +175,7 @@ def build_samples(
                 f"TaskSpec {task.name!r} has no vocab_size, so export cannot make up sample inputs; "
                 "pass sample_batch (a batch dict like the training data's)"
             )
-        short, longest = _token_lengths(task)
+        short, longest = _token_lengths(task, max_seq_len if max_seq_len is not None else task.max_seq_len)
         for b, length in ((1, short), (3, longest)):
             x = torch.randint(0, task.vocab_size, (b, length), generator=gen)
             if task.task_type == "seq2seq":

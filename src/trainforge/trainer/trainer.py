@@ -22,7 +22,7 @@ from trainforge.checkpoint.io import FORMAT_VERSION, canonical_state_dict, load_
 from trainforge.checkpoint.manager import BEST, CheckpointManager, epoch_path, find_latest, step_path
 from trainforge.checkpoint.rng import capture_rng, seed_everything
 from trainforge.config import TrainingConfig
-from trainforge.data.collate import collator_for
+from trainforge.data.collators import get_collator
 from trainforge.data.inputs import as_dataset, limit_samples, split_dataset
 from trainforge.data.module import resume_handle
 from trainforge.data.sampler import ResumableSampler
@@ -232,10 +232,28 @@ class Trainer:
                     "checkpoint_errors": checkpoint_errors, "run_name": run_name},
         )
         results["final_model_state"] = canonical_state_dict(results["final_model_state"])
+        if cfg.export_bundle and dist_env.is_main:
+            results.update(self._export(model, run_name, tokenizer))
         logger.log_summary({k: v for k, v in results.items() if isinstance(v, (int, float, str)) or v is None})
         logger.close()
         self.results = results
         return results
+
+    def _export(self, model: nn.Module, run_name: str, tokenizer: Any) -> dict[str, Any]:
+        """The export bundle, after training. Any failure is reported, never raised: the model is trained."""
+        cfg = self.training_config
+        out_dir = Path(cfg.export_dir) / run_name
+        try:
+            from trainforge.export import export_bundle
+
+            manifest = export_bundle(model, self.task_spec, out_dir, cfg.export_formats, model_config=self.model_config,
+                                     training_config=cfg, tokenizer=tokenizer, run_name=run_name)
+        except Exception as exc:  # the trained weights are in results and checkpoints whatever happens here
+            warnings.warn(f"Export to {str(out_dir)!r} failed: {type(exc).__name__}: {exc}. The trained model is "
+                          "kept (results['final_model_state'], checkpoints); retry with `trainforge export`.",
+                          stacklevel=3)
+            return {"export_dir": None, "export_error": f"{type(exc).__name__}: {exc}"}
+        return {"export_dir": str(out_dir), "export_manifest": manifest}
 
     # ------------------------------------------------------------ building
     def _loaders(
@@ -246,7 +264,7 @@ class Trainer:
         val = as_dataset(val_data, task, "val_data") if val_data is not None else None
         if val is None and cfg.validation_split > 0 and not isinstance(train, DataLoader):
             train, val = split_dataset(train, cfg.validation_split, cfg.seed)
-        collate = collator_for(task)
+        collate = get_collator(task)  # the task's built-in collator from the registry
 
         sampler: ResumableSampler | ResumableIterable | None = None
         samples_per_batch = cfg.batch_size
