@@ -11,7 +11,23 @@ from pathlib import Path
 from typing import Any
 
 
-def read_wandb_records(path: Path) -> list[Any]:
+def read_wandb_records(path: Path, timeout_s: float = 60.0) -> list[Any]:
+    """The records of a finished run's log, waiting until wandb's service has flushed them.
+
+    ``run.finish()`` returns once the service has the exit record, but the service writes the file through a
+    buffer: on a busy machine the file can still be (nearly) empty for a moment, so poll for the exit record.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = decode_wandb_log(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def decode_wandb_log(path: Path) -> list[Any]:
     """Decode a ``.wandb`` transaction log into ``wandb_internal_pb2.Record`` messages.
 
     wandb ships no Python reader for this file any more (the writer is the Go core), so this is the
@@ -23,6 +39,8 @@ def read_wandb_records(path: Path) -> list[Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = path.read_bytes()
+    if len(data) < 7:
+        return []
     ident, magic, version = struct.unpack("<4sHB", data[:7])
     assert (ident, magic, version) == (b":W&B", 0xBEE1, 0)
     block = 32768
@@ -36,6 +54,8 @@ def read_wandb_records(path: Path) -> list[Any]:
         if kind == 0 and length == 0:  # zero padding up to the end of the block
             pos += left
             continue
+        if pos + 7 + length > len(data):  # a chunk still being written
+            break
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 1:

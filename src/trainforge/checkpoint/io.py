@@ -46,6 +46,23 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a text file (run records: config, specs) so that ``path`` is the old file or the whole new one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not every platform allows opening a directory.
     try:

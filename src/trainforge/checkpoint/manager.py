@@ -55,9 +55,9 @@ def _progress_or_unknown(path: Path) -> tuple[int, int, int]:
         return (-1, -1, 0)
 
 
-def find_latest(directory: str | Path) -> Path | None:
-    """The checkpoint with the most progress; unreadable files are skipped with a warning."""
-    best: tuple[tuple[int, int, int], Path] | None = None
+def ranked_checkpoints(directory: str | Path) -> list[Path]:
+    """Periodic checkpoints (not ``best.pt``), most progress first; unreadable files are skipped with a warning."""
+    ranked: list[tuple[tuple[int, int, int], Path]] = []
     for path in list_checkpoints(directory):
         if path.name == BEST:
             continue
@@ -66,9 +66,26 @@ def find_latest(directory: str | Path) -> Path | None:
         except Exception as exc:  # a corrupt file must not stop the search for a good one
             warnings.warn(f"Skipping unreadable checkpoint {str(path)!r}: {exc}", stacklevel=2)
             continue
-        if best is None or key > best[0]:
-            best = (key, path)
-    return None if best is None else best[1]
+        ranked.append((key, path))
+    ranked.sort(key=lambda item: item[0], reverse=True)
+    return [path for _, path in ranked]
+
+
+def find_latest(directory: str | Path) -> Path | None:
+    """The checkpoint with the most progress; unreadable files are skipped with a warning."""
+    ranked = ranked_checkpoints(directory)
+    return ranked[0] if ranked else None
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete ``.<checkpoint name>.*.tmp`` files a killed writer left behind (never a finished checkpoint)."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    stale = [p for p in d.glob(".*.tmp") if p.is_file() and is_checkpoint_name(p.name[1:].split(".pt.", 1)[0] + ".pt")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 class CheckpointManager:
@@ -77,6 +94,7 @@ class CheckpointManager:
     def __init__(self, directory: str | Path, keep_last_n: int | None = None) -> None:
         self.directory = Path(directory)
         self.keep_last_n = keep_last_n
+        remove_stale_temporaries(self.directory)  # leftovers of a writer killed mid-save (see atomic_save)
 
     def save(self, payload: dict[str, Any], path: Path) -> Path:
         try:

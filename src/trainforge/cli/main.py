@@ -25,22 +25,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--config", help="YAML/JSON run file: TrainingConfig fields plus model:, data:, preset:")
     train.add_argument("--preset", help="training preset (see `trainforge presets`)")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 model.n_layer=4")
+    train.add_argument("--nproc", type=int, default=None,
+                       help="train with N processes (DDP): re-runs this command under torchrun --standalone")
     sub.add_parser("presets", help="list training and model presets")
     from trainforge.export.cli import add_export_parser  # argparse only; onnx etc. load when exporting
 
     add_export_parser(sub)
+    from trainforge.cli.runs import add_runs_parser  # argparse only; the database loads when used
+
+    add_runs_parser(sub)
+    from trainforge.cli.jobs import add_jobs_parser  # argparse only, like the others
+    from trainforge.cli.sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
+    add_jobs_parser(sub)
     args, unknown = parser.parse_known_args(argv)
     from trainforge.errors import TrainforgeError
 
     try:
         if args.command == "presets":
             return _presets()
-        if args.command == "export":
+        if args.command in ("export", "runs", "sweep", "jobs"):
             return int(args.handler(args))
+        if args.nproc is not None and args.nproc > 1:
+            from trainforge.distributed.launch import launched_by_torchrun, relaunch, strip_nproc
+
+            if not launched_by_torchrun():
+                return relaunch(args.nproc, strip_nproc(list(argv) if argv is not None else sys.argv[1:]))
         return _train(args.config, args.preset, [*args.overrides, *unknown])
     except TrainforgeError as exc:
         print(f"trainforge: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if args.command == "train":
+            from trainforge.distributed.env import shutdown
+
+            shutdown()  # leave the process group of a torchrun launch (no-op in one process)
 
 
 def _presets() -> int:
@@ -60,9 +80,13 @@ def load_run_spec(config: str | None, preset: str | None, overrides: list[str]) 
     """Merge preset → run file → overrides into one dict with ``training``, ``model``, ``data`` keys."""
     from trainforge.config import get_preset, parse_overrides
     from trainforge.config.io import read_mapping
+    from trainforge.errors import ConfigError
 
     spec: dict[str, Any] = {}
     if config:
+        if not Path(config).is_file():
+            raise ConfigError([f"--config: file not found, got {config!r}. Fix: give the path of a YAML or JSON "
+                               "run file (e.g. one written by TrainingConfig.save)."], what="command line")
         spec = dict(read_mapping(config))
     _deep_update(spec, parse_overrides(overrides))
     name = preset or spec.pop("preset", None) or "tiny"
@@ -70,7 +94,7 @@ def load_run_spec(config: str | None, preset: str | None, overrides: list[str]) 
     training = dict(get_preset(name))
     training.update({k: v for k, v in spec.items() if k not in _SECTIONS})
     return {"training": training, "model": spec.get("model") or {}, "data": spec.get("data") or {},
-            "task": spec.get("task") or {}, "preset": name}
+            "task": spec.get("task") or {}, "preset": name, "source": config or "the command line"}
 
 
 def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
@@ -99,10 +123,19 @@ def build_model_from_spec(model_spec: Any) -> tuple[Any, Any]:
                 raise ConfigError([f"model: file {target!r} not found. Fix: give a path to a .py file."],
                                   what="run file")
             module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            module_spec.loader.exec_module(module)  # user code, run only because the run file names it
         else:
-            module = importlib.import_module(target)
-        made = getattr(module, func)()
+            try:
+                module = importlib.import_module(target)
+            except ImportError as exc:
+                raise ConfigError([f"model: cannot import module {target!r} ({exc}). Fix: check the module path "
+                                   "(run from the directory that contains it) or use 'file.py:function'."],
+                                  what="run file") from exc
+        factory = getattr(module, func, None)
+        if not callable(factory):
+            raise ConfigError([f"model: {target!r} has no function {func!r}. Fix: name a function there that "
+                               "returns a model or (model, config)."], what="run file")
+        made = factory()
         return made if isinstance(made, tuple) else (made, None)
     spec = dict(model_spec)
     return build_model(spec.pop("preset", "tiny"), **spec)
@@ -111,11 +144,15 @@ def build_model_from_spec(model_spec: Any) -> tuple[Any, Any]:
 def _train(config: str | None, preset: str | None, overrides: list[str]) -> int:
     from trainforge.config import TrainingConfig
     from trainforge.data.corpus import default_lm_dataset
+    from trainforge.errors import ConfigError
     from trainforge.tasks import TaskSpec
     from trainforge.trainer import Trainer
 
     spec = load_run_spec(config, preset, overrides)
-    training_config = TrainingConfig.from_dict(spec["training"])
+    try:
+        training_config = TrainingConfig.from_dict(spec["training"])
+    except ConfigError as exc:  # say where the values came from
+        raise ConfigError(exc.problems, what=f"TrainingConfig (from {spec['source']})") from exc
     if "train" in spec["data"]:
         return _train_on_files(spec, training_config)
     model, model_config = build_model_from_spec(spec["model"])
@@ -123,15 +160,14 @@ def _train(config: str | None, preset: str | None, overrides: list[str]) -> int:
     data = dict(spec["data"])
     max_bytes = int(data.pop("max_bytes", 300_000))
     if data:
-        from trainforge.errors import ConfigError
-
         raise ConfigError([f"data: unknown keys {sorted(data)}; this version reads the embedded corpus "
                            "(data: {max_bytes: N})."], what="run file")
     train_blocks, val_blocks = default_lm_dataset(block_size=block, max_bytes=max_bytes)
     vocab = int(getattr(model_config, "vocab_size", 256))
     task = TaskSpec.language_modeling(name="stdlib-bytes", vocab_size=vocab, max_seq_len=block, **spec["task"])
-    print(f"[trainforge] preset={spec['preset']} model={type(model).__name__} "
-          f"train={len(train_blocks)} blocks val={len(val_blocks)} blocks of {block} bytes")
+    if _is_main():
+        print(f"[trainforge] preset={spec['preset']} model={type(model).__name__} "
+              f"train={len(train_blocks)} blocks val={len(val_blocks)} blocks of {block} bytes")
     results = Trainer(model, model_config, training_config, task).train(train_blocks, val_blocks)
     _print_results(results)
     return 0
@@ -162,7 +198,16 @@ def _train_on_files(spec: dict[str, Any], training_config: Any) -> int:
     return 0
 
 
+def _is_main() -> bool:
+    """Rank 0 of a torchrun launch, or a single process: the one that prints."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _print_results(results: dict[str, Any]) -> None:
+    if not _is_main():
+        return
     print()
     print(results["metrics_summary"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\nbest epoch: {results['best_epoch']}   run directory: {results['run_dir']}")

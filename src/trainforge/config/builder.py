@@ -68,6 +68,8 @@ class LoggingKwargs(TypedDict, total=False):
     output_dir: PathLike | None
     log_every_n_steps: int
     progress_bar: bool
+    loggers: list[str]
+    track_runs: bool
     wandb_run_name: str | None
 
 
@@ -84,6 +86,7 @@ class CheckpointingKwargs(TypedDict, total=False):
     save_every_n_epochs: int
     checkpoint_every_n_steps: int | None
     resume_from_checkpoint: PathLike | None
+    on_checkpoint_error: str
 
 
 class OptimizationKwargs(TypedDict, total=False):
@@ -104,6 +107,10 @@ class OptimizationKwargs(TypedDict, total=False):
     adam_epsilon: float
     device: str
     strategy: str
+    nan_guard: bool
+    nan_max_consecutive: int
+    nan_lr_factor: float | None
+    nan_max_rollbacks: int
     grad_accum_steps: int
     accumulation_steps: int
     gradient_clip_val: float | None
@@ -130,7 +137,8 @@ METHOD_KEYS: dict[str, dict[str, str]] = {
         "wandb_run_name": "run_name",
     },
     "with_checkpointing": {
-        **_same("checkpoint_dir", "keep_last_n", "save_best", "checkpoint_frequency", "checkpoint_every_n_steps"),
+        **_same("checkpoint_dir", "keep_last_n", "save_best", "checkpoint_frequency", "checkpoint_every_n_steps",
+                "on_checkpoint_error"),
         "frequency": "checkpoint_frequency",
         "save_every_n_epochs": "checkpoint_frequency",
         "every_n_steps": "checkpoint_every_n_steps",

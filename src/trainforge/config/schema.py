@@ -82,10 +82,17 @@ class TrainingConfigKwargs(TypedDict, total=False):
     tags: list[str]
     log_every_n_steps: int
     progress_bar: bool
+    loggers: list[str]
+    track_runs: bool
     export_bundle: bool
     export_formats: list[str]
     export_dir: PathLike
     strategy: str
+    nan_guard: bool
+    nan_max_consecutive: int
+    nan_lr_factor: float | None
+    nan_max_rollbacks: int
+    on_checkpoint_error: str
     # aliases
     save_every_n_epochs: int
     n_epochs: int
@@ -166,12 +173,20 @@ class TrainingConfig:
     tags: list[str] = field(default_factory=list)
     log_every_n_steps: int = 10
     progress_bar: bool = True
+    loggers: list[str] = field(default_factory=list)  # extra backends: tensorboard | mlflow | wandb
+    track_runs: bool = True  # record the run in <output_dir parent>/trainforge_runs.db (SQLite)
     # --- export
     export_bundle: bool = False
     export_formats: list[str] = field(default_factory=lambda: ["onnx", "torchscript"])
     export_dir: str = "exports"
     # --- distributed
     strategy: str = "auto"  # auto | single | ddp | fsdp
+    # --- reliability
+    nan_guard: bool = True  # skip optimizer steps whose loss or gradient norm is NaN/Inf (counted in results)
+    nan_max_consecutive: int = 3  # this many bad steps in a row roll back to the last good state
+    nan_lr_factor: float | None = 0.5  # each rollback multiplies the learning rate by this; None keeps it
+    nan_max_rollbacks: int = 2  # one more bad streak after this many rollbacks stops the run with an error
+    on_checkpoint_error: str = "warn"  # warn: keep training; stop: raise CheckpointError (earlier files intact)
 
     def __init__(self, **kwargs: Unpack[TrainingConfigKwargs]) -> None:
         self._assign(kwargs, what="TrainingConfig")

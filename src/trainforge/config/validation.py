@@ -23,7 +23,9 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 MONITOR_MODES = ("min", "max")
 STRATEGIES = ("auto", "single", "ddp", "fsdp")
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+LOGGERS = ("csv", "console", "wandb", "tensorboard", "mlflow")
 DEVICES = ("auto", "cpu", "cuda", "mps", "cuda:N")
+ON_CHECKPOINT_ERROR = ("warn", "stop")
 PATH_FIELDS = frozenset({"checkpoint_dir", "resume_from_checkpoint", "output_dir", "export_dir"})
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
@@ -249,6 +251,24 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("wandb_project", _non_empty, "must be a non-empty name or None", "use a project name, or None for 'trainforge'."),
     ("log_every_n_steps", _at_least_1, "must be at least 1", "use a value such as 10."),
     ("export_dir", _non_empty, "must be a non-empty path", "use a directory such as 'exports'."),
+    (
+        "nan_max_consecutive",
+        _at_least_1,
+        "must be at least 1",
+        "use the number of NaN/Inf steps in a row that triggers a rollback, such as 3.",
+    ),
+    (
+        "nan_lr_factor",
+        lambda v: 0 < v < 1,
+        "must be in (0, 1) or None",
+        "use a factor such as 0.5 to halve the learning rate at each rollback, or None to keep it.",
+    ),
+    (
+        "nan_max_rollbacks",
+        lambda v: v >= 0,
+        "must be 0 or more",
+        "use a number such as 2, or 0 to stop at the first NaN/Inf streak.",
+    ),
 ]
 
 # (field, allowed values; None allowed when listed)
@@ -258,6 +278,7 @@ _CHOICES: list[tuple[str, tuple[str | None, ...]]] = [
     ("compile_mode", (None, *COMPILE_MODES)),
     ("monitor_mode", MONITOR_MODES),
     ("strategy", STRATEGIES),
+    ("on_checkpoint_error", ON_CHECKPOINT_ERROR),
 ]
 
 
@@ -283,6 +304,12 @@ def value_problems(v: Mapping[str, Any], ok: set[str]) -> list[str]:
         guess = "cuda" if v["device"].lower() in ("gpu", "cuda0", "nvidia") else closest(v["device"], DEVICES[:-1])
         fix = f"did you mean {guess!r}?" if guess else "use 'auto' to pick the best device, or 'cuda:0'."
         found.append(problem("device", f"must be one of {quote_list(DEVICES)}", v["device"], fix))
+    if "loggers" in ok:
+        for name in v["loggers"]:
+            if name not in LOGGERS:
+                guess = closest(name, LOGGERS)
+                fix = f"did you mean {guess!r}?" if guess else f"use any of {quote_list(LOGGERS)}."
+                found.append(problem("loggers", f"each logger must be one of {quote_list(LOGGERS)}", name, fix))
     if "export_formats" in ok:
         for fmt in v["export_formats"]:
             if fmt not in EXPORT_FORMATS:

@@ -102,17 +102,21 @@ class PairSamples(Dataset[dict[str, Any]]):
             sample[self.task.label_field] = self.labels[index]
         return sample
 
+    @property
+    def tensor_backed(self) -> bool:
+        return isinstance(self.inputs, Tensor) and (self.labels is None or isinstance(self.labels, Tensor))
+
     def __getitems__(self, indices: list[int]) -> Any:
         """A whole batch in one indexing call when the data are tensors (the DataLoader's batched fetch).
 
         The result equals collating the samples one by one; it is a ``Batch`` dict, which collators pass on.
         """
-        if not isinstance(self.inputs, Tensor) or not (self.labels is None or isinstance(self.labels, Tensor)):
+        if not self.tensor_backed:
             return [self[i] for i in indices]
         rows = torch.as_tensor(indices, dtype=torch.long)
-        batch = PreBatched({self.task.input_field: self.inputs.index_select(0, rows)})
+        batch = PreBatched({self.task.input_field: self.inputs.index_select(0, rows)})  # type: ignore[attr-defined]
         if self.labels is not None:
-            batch[self.task.label_field] = self.labels.index_select(0, rows)
+            batch[self.task.label_field] = self.labels.index_select(0, rows)  # type: ignore[attr-defined]
         return batch
 
 

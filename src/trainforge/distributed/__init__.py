@@ -1,5 +1,6 @@
-"""Distributed helpers: a thin adapter over torch.distributed."""
+"""Distributed helpers: a thin adapter over torch.distributed (see docs/distributed.md)."""
 
-from trainforge.distributed.env import DistEnv, from_environment
+from trainforge.distributed.env import DistEnv, from_environment, rebase_batches, shutdown
+from trainforge.distributed.sampling import EvalShardSampler
 
-__all__ = ["DistEnv", "from_environment"]
+__all__ = ["DistEnv", "EvalShardSampler", "from_environment", "rebase_batches", "shutdown"]

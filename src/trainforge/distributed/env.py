@@ -11,6 +11,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+# Overrides the backend choice (gloo on CPU, nccl on CUDA), e.g. gloo for two processes sharing one GPU.
+BACKEND_ENV = "TRAINFORGE_DIST_BACKEND"
+
 
 @dataclass
 class DistEnv:
@@ -19,6 +22,7 @@ class DistEnv:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    strategy: str = "single"  # "single" | "ddp": what ``Trainer`` wraps the model in
 
     @property
     def is_main(self) -> bool:
@@ -51,16 +55,59 @@ class DistEnv:
             yield
 
 
+def backend_for(cuda: bool) -> str:
+    """``gloo`` on CPU, ``nccl`` on CUDA, unless ``TRAINFORGE_DIST_BACKEND`` names one."""
+    return os.environ.get(BACKEND_ENV) or ("nccl" if cuda else "gloo")
+
+
 def from_environment(strategy: str = "auto") -> DistEnv:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1) unless strategy is 'single'."""
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1) unless strategy is 'single'.
+
+    ``strategy='auto'`` and ``'ddp'`` give DDP; ``'fsdp'`` is refused (not implemented yet, see
+    docs/distributed.md); one process (no torchrun) is plain training whatever the strategy says.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or strategy == "single":
         return DistEnv()
+    if strategy == "fsdp":
+        from trainforge.errors import ConfigError
+
+        raise ConfigError(["strategy: 'fsdp' is not implemented in this version of trainforge (sharded checkpoints "
+                           "and optimizer state are not written yet), so it is refused rather than silently "
+                           "replaced. Fix: use strategy='ddp' (every process holds the whole model) or a smaller "
+                           "model / precision='bf16-mixed' per device."], what="distributed")
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local)
+        backend = backend_for(torch.cuda.is_available())
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local % torch.cuda.device_count())
         dist.init_process_group(backend=backend)
-    return DistEnv(rank=rank, world_size=world, local_rank=local)
+    return DistEnv(rank=rank, world_size=world, local_rank=local, strategy="ddp")
+
+
+def shutdown() -> None:
+    """Leave the process group (end of a torchrun-launched command); nothing to do for one process."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def global_sample_offset(batches_in_epoch: int, samples_per_batch: int, world_size: int) -> int:
+    """How many samples of the epoch's permutation all ranks together have consumed.
+
+    ``ResumableSampler`` gives rank ``r`` the positions ``r, r + W, r + 2W, ...``, so ``k`` batches of ``b`` on
+    each of ``W`` ranks cover exactly the first ``k * b * W`` positions.
+    """
+    return batches_in_epoch * samples_per_batch * world_size
+
+
+def rebase_batches(saved_batches: int, saved_per_batch: int, saved_world: int, per_batch: int,
+                   world: int) -> tuple[int, bool]:
+    """A mid-epoch position saved by ``saved_world`` ranks, in batches of this run (``world`` ranks).
+
+    Returns ``(batches_in_epoch, exact)``; ``exact`` is False when the consumed samples are not a whole number of
+    this run's global batches (the position is rounded down: a few samples are seen twice).
+    """
+    done = global_sample_offset(saved_batches, saved_per_batch, saved_world)
+    step = per_batch * world
+    return done // step, done % step == 0

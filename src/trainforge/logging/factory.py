@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TextIO
 
 from trainforge.logging.base import Logger, MultiLogger, NullLogger
 from trainforge.logging.console import ConsoleLogger
 from trainforge.logging.csv_logger import CSVLogger
 
-__all__ = ["DEFAULT_WANDB_PROJECT", "build_loggers"]
+__all__ = ["BACKENDS", "DEFAULT_WANDB_PROJECT", "build_loggers"]
 
 DEFAULT_WANDB_PROJECT = "trainforge"
+# Names accepted in ``loggers``; console and csv are always on, so naming them changes nothing.
+BACKENDS = ("csv", "console", "wandb", "tensorboard", "mlflow")
 
 
 def build_loggers(
@@ -27,6 +30,8 @@ def build_loggers(
     console: bool = True,
     resume: bool = False,
     console_stream: TextIO | None = None,
+    loggers: Sequence[str] = (),
+    extra: Sequence[Logger] = (),
 ) -> MultiLogger:
     """Return a :class:`MultiLogger` for this process.
 
@@ -35,21 +40,28 @@ def build_loggers(
     Other processes get a logger that writes nothing. ``resume`` keeps the existing ``metrics.csv``
     rows and appends to ``steps.jsonl``. ``console_stream`` receives the console lines (e.g. a progress bar's
     stream, so epoch lines print above the bar).
+    ``loggers`` names extra backends (``"wandb"``, ``"tensorboard"``, ``"mlflow"``; ``"csv"``/``"console"`` are
+    always on); each backend's package is imported only when it is named. ``extra`` are ready-made backends
+    (e.g. the experiment-database tracker) added on the main process only.
 
     Raises:
-        ImportError: ``use_wandb`` is set and ``wandb`` is not installed.
+        ImportError: a named backend's package (``wandb``, ``tensorboard``, ``mlflow``) is not installed.
+        ValueError: an unknown backend name.
     """
+    unknown = [name for name in loggers if name not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown logger(s) {unknown}; choose from {list(BACKENDS)}")
     if not is_main_process:
         return MultiLogger([NullLogger()])
-    loggers: list[Logger] = []
+    backends: list[Logger] = []
     if console:
-        loggers.append(ConsoleLogger(total_epochs, stream=console_stream))
-    loggers.append(CSVLogger(run_dir, resume=resume))
-    if use_wandb:
+        backends.append(ConsoleLogger(total_epochs, stream=console_stream))
+    backends.append(CSVLogger(run_dir, resume=resume))
+    if use_wandb or "wandb" in loggers:
         # Imported here so that `import trainforge.logging` never pulls in wandb.
         from trainforge.logging.wandb_logger import WandbLogger
 
-        loggers.append(
+        backends.append(
             WandbLogger(
                 project=wandb_project or DEFAULT_WANDB_PROJECT,
                 entity=wandb_entity,
@@ -59,4 +71,14 @@ def build_loggers(
                 run_dir=run_dir,
             )
         )
-    return MultiLogger(loggers)
+    if "tensorboard" in loggers:
+        from trainforge.logging.tensorboard_logger import TensorBoardLogger
+
+        backends.append(TensorBoardLogger(run_dir))
+    if "mlflow" in loggers:
+        from trainforge.logging.mlflow_logger import MLflowLogger
+
+        backends.append(MLflowLogger(run_dir, experiment=wandb_project or DEFAULT_WANDB_PROJECT, run_name=run_name,
+                                     tags={f"tag.{t}": "1" for t in tags or []}))
+    backends.extend(extra)
+    return MultiLogger(backends)

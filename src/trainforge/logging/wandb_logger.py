@@ -82,6 +82,7 @@ class WandbLogger:
         tags: Sequence[str] | None = None,
         run_dir: str | os.PathLike[str] | None = None,
         config: dict[str, Any] | None = None,
+        log_artifacts: bool = True,
     ) -> None:
         try:
             import wandb
@@ -114,6 +115,10 @@ class WandbLogger:
                 "`wandb sync`), or set use_wandb=False; metrics are always written to metrics.csv."
             ) from exc
         self._finished = False
+        self._wandb = wandb
+        self._run_dir = Path(run_dir) if run_dir is not None else None
+        self._log_artifacts = log_artifacts
+        self._rows: list[dict[str, Any]] = []
 
     @property
     def run(self) -> Any:
@@ -145,11 +150,51 @@ class WandbLogger:
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:
         """Log the epoch row at ``step`` (the step of the epoch's last step log; W&B merges them)."""
-        self._run.log(_scalars(row), step=int(step))
+        scalars = _scalars(row)
+        self._run.log(scalars, step=int(step))
+        epoch = scalars.get("epoch")
+        # Re-logging an epoch (after a resume) replaces it and everything after it, as in metrics.csv.
+        self._rows = [r for r in self._rows if not isinstance(epoch, int) or r.get("epoch", 0) < epoch]
+        self._rows.append(scalars)
 
     def log_summary(self, summary: dict[str, Any]) -> None:
-        """Put the scalar entries of ``summary`` into the run summary (paths as strings; the rest skipped)."""
+        """Put the scalar entries of ``summary`` into the run summary (paths as strings; the rest skipped), add
+        the epoch rows as the ``epochs`` table, and (``log_artifacts``) log two artifacts: ``<run>-config``
+        (``config.yaml``, ``task_spec.json``, ``model_config.json`` of the run directory) and ``<run>-model``
+        (the best checkpoint, else the newest checkpoint file, plus the export bundle directory when there is one).
+        """
         self._run.summary.update(_scalars(summary))
+        if self._rows:
+            columns: list[Any] = list(dict.fromkeys(k for r in self._rows for k in r))
+            table = self._wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in self._rows])
+            self._run.summary["epochs"] = table
+        if self._log_artifacts:
+            self._artifacts(summary)
+
+    def _artifacts(self, summary: dict[str, Any]) -> None:
+        name = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(self._run.name or self._run.id))
+        if self._run_dir is not None:
+            files = [self._run_dir / f for f in ("config.yaml", "task_spec.json", "model_config.json")]
+            files = [f for f in files if f.is_file()]
+            if files:
+                art = self._wandb.Artifact(f"{name}-config", type="config")
+                for f in files:
+                    art.add_file(str(f))
+                self._run.log_artifact(art)
+        model_file = summary.get("best_checkpoint") or summary.get("last_checkpoint")
+        export_dir = summary.get("export_dir")
+        model_path = Path(model_file) if isinstance(model_file, (str, os.PathLike)) else None
+        export_path = Path(export_dir) if isinstance(export_dir, (str, os.PathLike)) else None
+        has_model = model_path is not None and model_path.is_file()
+        has_export = export_path is not None and export_path.is_dir()
+        if has_model or has_export:
+            art = self._wandb.Artifact(f"{name}-model", type="model",
+                                       metadata={k: v for k, v in _scalars(summary).items() if k != "run_dir"})
+            if has_model:
+                art.add_file(str(model_path))
+            if has_export:
+                art.add_dir(str(export_path), name="export")
+            self._run.log_artifact(art)
 
     def close(self) -> None:
         """Finish the run once; later calls do nothing."""

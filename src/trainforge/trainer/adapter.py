@@ -91,6 +91,7 @@ class ModelAdapter:
         # forward(input_ids, labels) with no default for labels cannot be called without them.
         self.label_required = self.label_param is not None and sig.parameters[self.label_param].default is sig.empty
         self.mode = "logits"
+        self._plans: dict[tuple[str, ...], tuple[list[tuple[str, str]], str | None]] = {}
         self.use_cache_off = "use_cache" in self.names
 
     def _param_for(self, field: str) -> str | None:
@@ -103,23 +104,34 @@ class ModelAdapter:
 
     def arguments(self, batch: Mapping[str, Tensor], labels: Tensor | None) -> tuple[list[Tensor], dict[str, Any]]:
         """Positional and keyword arguments for one forward call."""
-        kwargs: dict[str, Any] = {}
-        label_field = self.task.label_field
-        for field, value in batch.items():
-            if field == label_field:
-                continue
-            name = self._param_for(field)
-            if name is not None and name not in kwargs:
-                kwargs[name] = value
-        args: list[Tensor] = []
-        primary = self.task.input_field
-        if primary in batch and not any(kwargs.get(n) is batch[primary] for n in kwargs):
-            args.append(batch[primary])  # e.g. forward(self, seq): give the main input positionally
+        keys = tuple(batch)
+        plan = self._plans.get(keys)
+        if plan is None:  # worked out once per set of batch fields, not per step
+            plan = self._plans[keys] = self._plan(keys)
+        fields, positional = plan
+        kwargs: dict[str, Any] = {name: batch[field] for field, name in fields}
+        args: list[Tensor] = [batch[positional]] if positional is not None else []
         if self.use_cache_off:
             kwargs["use_cache"] = False  # no key/value cache while training
         if labels is not None and self.mode != "logits" and self.label_param is not None:
             kwargs[self.label_param] = self._labels_for_model(labels)
         return args, kwargs
+
+    def _plan(self, keys: tuple[str, ...]) -> tuple[list[tuple[str, str]], str | None]:
+        """Which batch field goes to which keyword, and which (if any) goes positionally."""
+        fields: list[tuple[str, str]] = []
+        used: set[str] = set()
+        for field in keys:
+            if field == self.task.label_field:
+                continue
+            name = self._param_for(field)
+            if name is not None and name not in used:
+                fields.append((field, name))
+                used.add(name)
+        primary = self.task.input_field
+        passed = any(field == primary for field, _ in fields)
+        # e.g. forward(self, seq): the main input goes positionally when no parameter is named for it
+        return fields, primary if primary in keys and not passed else None
 
     def _labels_for_model(self, labels: Tensor) -> Tensor:
         if self.label_param == "labels":

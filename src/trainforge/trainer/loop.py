@@ -20,19 +20,27 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from trainforge.callbacks.nan_guard import NanGuard, total_grad_norm
 from trainforge.checkpoint.rng import restore_rng
 from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
+from trainforge.data.tensor_loader import TensorBatchLoader
 from trainforge.distributed.env import DistEnv
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.evaluate import evaluate
 from trainforge.trainer.events import Event, fire
+from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.state import TrainState
 
 if TYPE_CHECKING:
     from trainforge.config import TrainingConfig
     from trainforge.logging import MultiLogger, ProgressBar
     from trainforge.tasks import TaskSpec
+    from trainforge.tracking.telemetry import LoopTelemetry
+
+
+# A torch DataLoader, or the lighter loader trainforge uses for in-memory tensors in one process.
+Loader = DataLoader[Any] | TensorBatchLoader
 
 
 @dataclass
@@ -47,9 +55,9 @@ class Parts:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
-    train_loader: DataLoader[Any]
+    train_loader: Loader
     sampler: ResumableSampler | ResumableIterable | None  # the data position: set_epoch / set_start arithmetic
-    val_loader: DataLoader[Any] | None
+    val_loader: Loader | None
     device: torch.device
     autocast: Callable[[], Any]
     dist: DistEnv
@@ -64,23 +72,33 @@ class Parts:
     warmup_time_s: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
     samples_per_batch: int = 1  # the train loader's batch size: set_start(batches_in_epoch * samples_per_batch)
+    nan_guard: NanGuard | None = None  # skips non-finite steps, rolls back after a streak (callbacks/nan_guard.py)
+    preemption: Preemption | None = None  # SIGTERM/SIGINT seen during fit: stop at the next step boundary
+    telemetry: LoopTelemetry | None = None  # data wait, samples/s, peak memory, MFU at each log line
 
 
 def fit(p: Parts, state: TrainState) -> None:
     """Train until ``cfg.epochs`` epochs (or ``max_steps`` steps) are done or a callback asks to stop."""
     cfg = p.cfg
     fire(p.callbacks, Event.FIT_START, state)
+    _remember(p, state)
     while state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
         started = time.perf_counter()
         batches = _epoch_batches(p, state)
         fire(p.callbacks, Event.EPOCH_START, state)
         since_log = _StepLog(state)
-        for window in _windows(batches, cfg.gradient_accumulation_steps):
-            loss_sum, targets, grad_norm = train_window(p, window)
+        rolled_back = False
+        for window in _windows(batches, cfg.gradient_accumulation_steps, p.telemetry):
+            loss_sum, targets, grad_norm, ok = train_window(p, window)
             state.global_step += 1
             state.batches_in_epoch += len(window)
-            state.epoch_loss_sum += loss_sum
-            state.epoch_targets += targets
+            if ok:
+                state.nan_streak = 0
+                state.epoch_loss_sum += loss_sum
+                state.epoch_targets += targets
+            elif _skip_bad_step(p, state, len(window), loss_sum, grad_norm):
+                rolled_back = True  # the state is the last good snapshot's: restart its epoch at its position
+                break
             if state.global_step % cfg.log_every_n_steps == 0:
                 _log_step(p, state, since_log, grad_norm)
             else:
@@ -88,18 +106,56 @@ def fit(p: Parts, state: TrainState) -> None:
             fire(p.callbacks, Event.STEP_END, state)
             if cfg.checkpoint_every_n_steps and state.global_step % cfg.checkpoint_every_n_steps == 0:
                 p.save_checkpoint(state, "step")
+                _remember(p, state)
+            _poll_preemption(p, state)
             if state.stop_requested or _reached_max_steps(cfg, state):
                 break
+        if rolled_back:
+            continue
         if state.stop_requested and not _epoch_finished(p, state):
             # Interrupted mid-epoch (not at the planned end): keep a resumable position, no partial epoch row.
             p.save_checkpoint(state, "step")
             break
         _end_epoch(p, state, time.perf_counter() - started)
+        _remember(p, state)
     fire(p.callbacks, Event.FIT_END, state)
 
 
-def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor, Tensor | None]:
+def _skip_bad_step(p: Parts, state: TrainState, n: int, loss: Tensor, grad_norm: Tensor | None) -> bool:
+    """A step the NaN guard skipped: record it; after a streak roll back (True) or stop with an error."""
+    assert p.nan_guard is not None
+    action = p.nan_guard.record_bad(state, state.batches_in_epoch - n, n, loss, grad_norm)
+    if action == "skip":
+        return False
+    if action == "rollback":
+        p.pending_rng = p.nan_guard.rollback(state)
+        return True
+    rng = p.nan_guard.give_up(state)
+    if rng is not None:
+        restore_rng(rng)  # the saved state must carry the good state's RNG
+        p.pending_rng = None
+    saved = None
+    if p.cfg.checkpoint_dir:
+        p.save_checkpoint(state, "step")
+        saved = state.checkpoint_path
+    raise p.nan_guard.error(state, saved)
+
+
+def _remember(p: Parts, state: TrainState) -> None:
+    if p.nan_guard is not None:
+        p.nan_guard.remember(state)
+
+
+def _poll_preemption(p: Parts, state: TrainState) -> None:
+    if p.preemption is not None and p.preemption.reason is not None and not state.stop_requested:
+        state.request_stop(p.preemption.reason)
+
+
+def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor, Tensor | None, bool]:
     """One optimizer step over ``len(window)`` micro-batches, token-normalised across the whole window.
+
+    Returns the window's loss sum, its target count, the gradient norm and whether the step was taken (False:
+    the NaN guard skipped it).
 
     The loss of the step is sum(per-target losses over all micro-batches and ranks) / count(valid targets), so
     ``batch_size=b, accumulation=k`` gives the gradients of ``batch_size=k*b``.
@@ -125,8 +181,8 @@ def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, 
         detached = loss_sum.detach()
         window_loss = detached if window_loss is None else window_loss + detached
     assert window_loss is not None
-    grad_norm = _step_optimizer(p)
-    return window_loss, local, grad_norm
+    grad_norm, ok = _step_optimizer(p, window_loss)
+    return window_loss, local, grad_norm, ok
 
 
 def _forward(p: Parts, batch: Mapping[str, Tensor], target: Tensor) -> Any:
@@ -148,12 +204,20 @@ def _forward(p: Parts, batch: Mapping[str, Tensor], target: Tensor) -> Any:
     return out
 
 
-def _step_optimizer(p: Parts) -> Tensor | None:
+def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool]:
     if p.scaler is not None:
         p.scaler.unscale_(p.optimizer)  # clip the true gradients, not the scaled ones
     grad_norm = None
     if p.cfg.max_grad_norm:
         grad_norm = torch.nn.utils.clip_grad_norm_(p.params, p.cfg.max_grad_norm, foreach=True)
+    if p.nan_guard is not None and grad_norm is None and p.scaler is None:
+        grad_norm = total_grad_norm(p.params)  # clipping is off: the guard needs the norm anyway
+    if p.nan_guard is not None and not _finite_step(p, window_loss, grad_norm):
+        if p.scaler is not None:
+            p.scaler.update()  # lowers the scale on inf/NaN, as a skipped scaler.step would
+        p.scheduler.step()  # a skipped step still advances the schedule (as GradScaler's skipped steps do)
+        p.optimizer.zero_grad(set_to_none=True)
+        return grad_norm, False
     if p.scaler is not None:
         p.scaler.step(p.optimizer)
         p.scaler.update()
@@ -161,7 +225,19 @@ def _step_optimizer(p: Parts) -> Tensor | None:
         p.optimizer.step()
     p.scheduler.step()
     p.optimizer.zero_grad(set_to_none=True)
-    return grad_norm
+    return grad_norm, True
+
+
+def _finite_step(p: Parts, window_loss: Tensor, grad_norm: Tensor | None) -> bool:
+    """The NaN guard's check: one device-side isfinite and one host read per step.
+
+    With a GradScaler, inf gradients are the scaler's business (it skips those steps itself), so only the loss
+    is checked; otherwise the gradient norm too (the one clipping computed).
+    """
+    ok = NanGuard.finite(window_loss, None if p.scaler is not None else grad_norm)
+    if p.dist.enabled:  # every rank must take the same decision
+        ok = p.dist.sum((~ok).to(torch.int32)) == 0
+    return bool(ok)
 
 
 def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
@@ -175,8 +251,10 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
     row["train/loss"] = float(loss_sum.item()) / max(n_targets, 1)
     eval_started = time.perf_counter()
     if p.val_loader is not None:
+        # Under DDP the plain module evaluates: ranks may hold unequal shards, and DDP's forward may sync.
         val = evaluate(
-            p.model, p.val_loader, p.task, p.adapter, lambda b: _to_device(b, p.device), p.autocast, p.dist.sum
+            p.raw_model if p.dist.enabled else p.model, p.val_loader, p.task, p.adapter,
+            lambda b: _to_device(b, p.device), p.autocast, p.dist.sum,
         )
         row.update({f"val/{k}": v for k, v in val.items()})
         state.last_metrics = row
@@ -192,6 +270,7 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
     fire(p.callbacks, Event.EPOCH_END, state)
     state.reset_epoch_sums(p.device)
     p.logger.log_epoch(row, state.global_step)
+    _poll_preemption(p, state)  # a signal during validation: this epoch's checkpoint is the final one
     final = state.epoch >= cfg.epochs or state.stop_requested or _reached_max_steps(cfg, state)
     if state.epoch % cfg.checkpoint_frequency == 0 or final:
         p.save_checkpoint(state, "epoch")
@@ -220,8 +299,8 @@ def _epoch_batches(p: Parts, state: TrainState) -> Iterator[Mapping[str, Tensor]
     if p.sampler is not None:
         p.sampler.set_epoch(state.epoch)
         p.sampler.set_start(state.batches_in_epoch * p.samples_per_batch)
-    elif hasattr(p.train_loader.sampler, "set_epoch"):
-        p.train_loader.sampler.set_epoch(state.epoch)
+    elif hasattr(p.train_loader.sampler, "set_epoch"):  # e.g. a user's DistributedSampler
+        p.train_loader.sampler.set_epoch(state.epoch)  # type: ignore[union-attr]
     if p.pending_rng is not None and not mid_epoch:
         restore_rng(p.pending_rng)
         p.pending_rng = None
@@ -241,10 +320,17 @@ def _epoch_batches(p: Parts, state: TrainState) -> Iterator[Mapping[str, Tensor]
     return batches
 
 
-def _windows(batches: Iterator[Mapping[str, Tensor]], k: int) -> Iterator[list[Mapping[str, Tensor]]]:
-    """Accumulation windows of ``k`` micro-batches; the last one of an epoch may be shorter."""
+def _windows(
+    batches: Iterator[Mapping[str, Tensor]], k: int, telemetry: LoopTelemetry | None = None
+) -> Iterator[list[Mapping[str, Tensor]]]:
+    """Accumulation windows of ``k`` micro-batches; the last one of an epoch may be shorter.
+
+    With ``telemetry``, the time spent waiting for the data (host clock only) and the samples are counted."""
     while True:
+        started = time.perf_counter()
         window = list(itertools.islice(batches, k))
+        if telemetry is not None:
+            telemetry.add_window(time.perf_counter() - started, window)
         if not window:
             return
         yield window
@@ -296,11 +382,18 @@ class _StepLog:
 
 
 def _log_step(p: Parts, state: TrainState, since: _StepLog, grad_norm: Tensor | None) -> None:
-    loss, rate, _ = since.flush(state.global_step)
+    clock = since.clock
+    loss, rate, steps = since.flush(state.global_step)
     lr = float(p.scheduler.get_last_lr()[0])
     metrics: dict[str, float] = {"train/loss": loss, "lr": lr, "tokens_per_s": rate}
     if grad_norm is not None:
         metrics["grad_norm"] = float(grad_norm.item())
+    postfix: dict[str, str | float] = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{rate:,.0f}"}
+    if p.telemetry is not None:
+        metrics.update(p.telemetry.step_metrics(steps, since.clock - clock, rate))
+        postfix["mem"] = f"{metrics['peak_mem_mb']:,.0f}MB"
+        if "mfu" in metrics:
+            postfix["mfu"] = f"{metrics['mfu']:.1%}"
     state.last_metrics = metrics
     p.logger.log_step(metrics, state.global_step)
-    p.progress.update(1, {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "tok/s": f"{rate:,.0f}"})
+    p.progress.update(1, postfix)

@@ -22,6 +22,10 @@ class TrainState:
     # Running sums of the current epoch, kept on the device so the hot loop never syncs.
     epoch_loss_sum: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
     epoch_targets: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
+    # NaN guard (callbacks/nan_guard.py): skipped steps with their micro-batch indices, the current bad streak.
+    skipped_steps: list[dict[str, Any]] = field(default_factory=list)
+    nan_streak: int = 0
+    nan_rollbacks: int = 0
     # Not saved: per-process facts and the last step's numbers for callbacks.
     stop_requested: bool = False
     stop_reason: str | None = None
@@ -50,6 +54,9 @@ class TrainState:
             "epoch_targets": self.epoch_targets.detach().cpu(),
             "stop_requested": self.stop_requested,
             "stop_reason": self.stop_reason,
+            "skipped_steps": [dict(r) for r in self.skipped_steps],
+            "nan_streak": self.nan_streak,
+            "nan_rollbacks": self.nan_rollbacks,
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
@@ -63,3 +70,6 @@ class TrainState:
         self.epoch_targets = state["epoch_targets"].to(device)
         self.stop_requested = bool(state.get("stop_requested", False))
         self.stop_reason = state.get("stop_reason")
+        self.skipped_steps = [dict(r) for r in state.get("skipped_steps", [])]
+        self.nan_streak = int(state.get("nan_streak", 0))
+        self.nan_rollbacks = int(state.get("nan_rollbacks", 0))

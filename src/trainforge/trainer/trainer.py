@@ -14,12 +14,19 @@ from typing import Any, TextIO, cast
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from trainforge import __version__
 from trainforge.callbacks.early_stopping import EarlyStopping
-from trainforge.checkpoint.io import FORMAT_VERSION, canonical_state_dict, load_model_state, safe_load
-from trainforge.checkpoint.manager import BEST, CheckpointManager, epoch_path, find_latest, step_path
+from trainforge.callbacks.nan_guard import NanGuard
+from trainforge.checkpoint.io import (
+    FORMAT_VERSION,
+    atomic_write_text,
+    canonical_state_dict,
+    load_model_state,
+    safe_load,
+)
+from trainforge.checkpoint.manager import BEST, CheckpointManager, epoch_path, ranked_checkpoints, step_path
 from trainforge.checkpoint.rng import capture_rng, seed_everything
 from trainforge.config import TrainingConfig
 from trainforge.data.collators import get_collator
@@ -27,23 +34,27 @@ from trainforge.data.inputs import as_dataset, limit_samples, split_dataset
 from trainforge.data.module import resume_handle
 from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
+from trainforge.data.tensor_loader import TensorBatchLoader, is_tensor_backed
 from trainforge.data.tokenizers import check_vocab, save_tokenizer
-from trainforge.distributed.env import DistEnv, from_environment
+from trainforge.distributed.env import DistEnv, from_environment, rebase_batches
+from trainforge.distributed.sampling import EvalShardSampler
 from trainforge.errors import CheckpointError, ConfigError, DataError, TrainforgeError
+from trainforge.notebook.guardrails import check_not_data_parallel, check_notebook_strategy, notebook_device
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
 from trainforge.trainer.events import Event, callback_key, fire
-from trainforge.trainer.loop import Parts, _to_device, fit
+from trainforge.trainer.loop import Loader, Parts, _to_device, fit
 from trainforge.trainer.optim import build_optimizer, build_scheduler
 from trainforge.trainer.precision import autocast_factory, make_scaler, resolve_device, resolve_precision
+from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.results import build_results
 from trainforge.trainer.state import TrainState
 
 # Config fields whose change between a checkpoint and a resumed run is expected, so not warned about.
 _RESUME_FREE = {"epochs", "max_steps", "resume_from_checkpoint", "run_name", "output_dir", "progress_bar", "notes",
                 "use_wandb", "wandb_project", "wandb_entity", "tags", "export_bundle", "export_formats", "export_dir",
-                "log_every_n_steps", "checkpoint_dir", "keep_last_n"}
+                "log_every_n_steps", "checkpoint_dir", "keep_last_n", "on_checkpoint_error"}
 
 
 class Trainer:
@@ -78,6 +89,8 @@ class Trainer:
         if not isinstance(model, nn.Module):
             problems.append(f"model: expected a torch.nn.Module, got {type(model).__qualname__}. "
                             "Fix: pass the model instance (not its class or a state dict).")
+        if (data_parallel := check_not_data_parallel(model)) is not None:
+            problems.append(data_parallel)
         if training_config is not None and not isinstance(training_config, TrainingConfig):
             problems.append(f"training_config: expected a TrainingConfig, got {type(training_config).__qualname__}. "
                             "Fix: build one with TrainingConfig(...) or TrainingConfigBuilder.")
@@ -108,8 +121,9 @@ class Trainer:
         cfg = self.training_config
         cfg.validate()
         task = self.task_spec
+        check_notebook_strategy(cfg.strategy)  # a kernel is one process: ddp/fsdp there need ALLOW_NOTEBOOK_DDP=1
         dist_env = from_environment(cfg.strategy)
-        device = _device_for(cfg.device, dist_env)
+        device = _device_for(notebook_device(cfg.device), dist_env)  # one GPU in a notebook, said so
         seed_everything(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -133,6 +147,7 @@ class Trainer:
         run_name = cfg.run_name
         if checkpoint is not None:
             pending_rng = self._restore(checkpoint, model, optimizer, scheduler, scaler, state, callbacks, device)
+            _rebase_position(checkpoint, state, samples_per_batch, dist_env, device)
             run_name = run_name or checkpoint.get("run_name")
         run_name = run_name or _new_run_name()
         run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / run_name
@@ -150,6 +165,11 @@ class Trainer:
             mode = adapter.probe(model, first, task.targets(first))
         kernels = enable_fast_sdpa(device)
         attention = describe_attention(model)
+        from trainforge.tracking.memory import estimate_before_training
+
+        memory = estimate_before_training(model, first, adapter, task, autocast_factory(precision, device),
+                                          optimizer=optimizer, device=device,
+                                          accumulation=cfg.gradient_accumulation_steps) if dist_env.is_main else None
 
         from trainforge.logging import ProgressBar, build_loggers  # after validation: no files for bad input
 
@@ -159,11 +179,18 @@ class Trainer:
                 save_tokenizer(tokenizer, run_dir / "tokenizer")
         progress = ProgressBar(total=total_steps, desc=run_name, enabled=cfg.progress_bar and dist_env.is_main,
                                initial=state.global_step)
+        tracker = None
+        if cfg.track_runs and dist_env.is_main:  # the experiment database: <run_dir parent>/trainforge_runs.db
+            from trainforge.tracking.run import start_run
+
+            tracker = start_run(run_name, run_dir, config=cfg.to_dict(), task_spec=task.to_dict(),
+                                model_config=_config_dict(self.model_config), version=__version__)
         logger = build_loggers(
             run_dir=str(run_dir), total_epochs=cfg.epochs, use_wandb=cfg.use_wandb, wandb_project=cfg.wandb_project,
             wandb_entity=cfg.wandb_entity, run_name=run_name, notes=cfg.notes, tags=cfg.tags,
             is_main_process=dist_env.is_main, resume=checkpoint is not None,
             console_stream=cast(TextIO, progress.stream()) if progress.enabled else None,
+            loggers=cfg.loggers, extra=[tracker] if tracker is not None else [],
         )
         logger.log_config({"training": cfg.to_dict(), "task": task.to_dict(),
                            "model": _config_dict(self.model_config), "precision": precision,
@@ -175,6 +202,8 @@ class Trainer:
                 f"[trainforge] {run_name} | {n_params / 1e6:.2f}M params | attention {attention} | {precision} on "
                 f"{device} | {total_steps if total_steps is not None else '?'} steps{resumed} | run dir {run_dir}"
             )
+            if memory is not None:
+                progress.write(f"[trainforge] {memory.summary()}")
         for row in state.history:  # a resumed run is the same run: its metrics file keeps the earlier epochs
             logger.log_epoch(row, int(row.get("step", 0)))
 
@@ -186,15 +215,22 @@ class Trainer:
         def save(st: TrainState, kind: str) -> None:
             if manager is None:
                 return
+            # Checkpoints hold the epoch's running sums over all ranks, so they resume on any world size.
+            sums = (dist_env.sum(st.epoch_loss_sum), dist_env.sum(st.epoch_targets)) if dist_env.enabled else None
             if dist_env.is_main:
                 path = {"epoch": epoch_path(manager.directory, st.epoch), "step": step_path(manager.directory,
                         st.global_step), "best": manager.directory / BEST}[kind]
                 payload = self._payload(model, optimizer, scheduler, scaler, st, callbacks, parts, run_name, kind)
+                if sums is not None:
+                    payload["state"].update(epoch_loss_sum=sums[0].cpu(), epoch_targets=sums[1].cpu())
                 try:
                     manager.save(payload, path)
                 except CheckpointError as exc:  # training goes on; the user hears about it and in results
-                    warnings.warn(str(exc), stacklevel=2)
                     checkpoint_errors.append(str(exc))
+                    if cfg.on_checkpoint_error == "stop":
+                        raise CheckpointError(f"{exc} Training stopped (on_checkpoint_error='stop'); resume with "
+                                              "resume_from='auto' once the disk is fixed.") from exc
+                    warnings.warn(str(exc), stacklevel=2)
                 else:
                     st.checkpoint_path = str(path)
                     fire(callbacks, Event.CHECKPOINT_SAVED, st)
@@ -209,14 +245,28 @@ class Trainer:
             pending_rng=pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
             params=[p for p in model.parameters() if p.requires_grad],
         )
+        if cfg.nan_guard:
+            parts.nan_guard = self._nan_guard(parts, model, optimizer, scheduler, scaler, callbacks, run_name, device)
+        parts.preemption = preemption = Preemption()  # SIGTERM/SIGINT: stop at a step boundary, with a checkpoint
+        from trainforge.tracking.telemetry import LoopTelemetry, flops_per_token, peak_flops
+
+        seq_len = next((int(v.shape[1]) for v in first.values() if v.dim() >= 2), None)
+        parts.telemetry = LoopTelemetry(device, flops_per_token(model, seq_len), peak_flops(device, precision))
         started = time.perf_counter()
         try:
-            fit(parts, state)
+            with preemption:
+                fit(parts, state)
         except BaseException as exc:
             state.exception = exc
             fire(callbacks, Event.EXCEPTION, state)
             progress.close()
             logger.close()
+            if tracker is not None:
+                from trainforge.tracking.run import exit_status
+
+                tracker.finish(exit_status(exc), {"epochs_completed": state.epoch, "global_step": state.global_step,
+                                                  "best_epoch": state.best_epoch, "best_metric": state.best_metric},
+                               error=f"{type(exc).__name__}: {exc}")
             if isinstance(exc, IndexError) and "index out of range" in str(exc):
                 raise DataError(
                     f"A token or label id is out of the model's range ({exc}). Fix: make sure every id is below "
@@ -229,13 +279,25 @@ class Trainer:
             training_time_s=time.perf_counter() - started,
             extras={"precision": precision, "attention_implementation": attention, "sdpa_kernels": kernels,
                     "loss_mode": mode, "device": str(device), "world_size": dist_env.world_size,
-                    "checkpoint_errors": checkpoint_errors, "run_name": run_name},
+                    "checkpoint_errors": checkpoint_errors, "run_name": run_name,
+                    "skipped_steps": len(state.skipped_steps), "skipped_step_records": list(state.skipped_steps),
+                    "nan_rollbacks": state.nan_rollbacks, "preempted": preemption.received is not None},
         )
         results["final_model_state"] = canonical_state_dict(results["final_model_state"])
         if cfg.export_bundle and dist_env.is_main:
             results.update(self._export(model, run_name, tokenizer))
+        tokens_per_s = [r["tokens_per_s"] for r in state.history if isinstance(r.get("tokens_per_s"), float)]
+        results["telemetry"] = parts.telemetry.summary(results["training_time_s"],
+                                                       sum(tokens_per_s) / len(tokens_per_s) if tokens_per_s else None)
+        results["memory_estimate"] = memory.to_dict() if memory is not None else None
+        results["monitor"] = monitor
+        results["last_checkpoint"] = results["checkpoint_paths"][-1] if results["checkpoint_paths"] else None
         logger.log_summary({k: v for k, v in results.items() if isinstance(v, (int, float, str)) or v is None})
         logger.close()
+        if dist_env.is_main:  # plots into the run directory, then the final row of the experiment database
+            from trainforge.tracking.run import finish_run
+
+            finish_run(tracker, results, status="interrupted" if results.get("preempted") else "finished")
         self.results = results
         return results
 
@@ -258,7 +320,7 @@ class Trainer:
     # ------------------------------------------------------------ building
     def _loaders(
         self, train_data: Any, val_data: Any, dist_env: DistEnv
-    ) -> tuple[DataLoader[Any], ResumableSampler | ResumableIterable | None, int, DataLoader[Any] | None]:
+    ) -> tuple[Loader, ResumableSampler | ResumableIterable | None, int, Loader | None]:
         cfg, task = self.training_config, self.task_spec
         train = as_dataset(train_data, task, "train_data")
         val = as_dataset(val_data, task, "val_data") if val_data is not None else None
@@ -269,7 +331,7 @@ class Trainer:
         sampler: ResumableSampler | ResumableIterable | None = None
         samples_per_batch = cfg.batch_size
         if isinstance(train, DataLoader):
-            train_loader = train
+            train_loader: Loader = train
             handle = resume_handle(train)  # a UniversalDataModule loader: resume by arithmetic on its sampler
             if handle is not None:
                 sampler, samples_per_batch = handle
@@ -284,15 +346,15 @@ class Trainer:
                 sampler = ResumableSampler(len(train), cfg.seed, cfg.shuffle, dist_env.rank,  # type: ignore[arg-type]
                                            dist_env.world_size)
                 train_loader = _loader(train, cfg.batch_size, sampler, collate, cfg.num_workers, cfg.seed)
-        val_loader = None
+        val_loader: Loader | None = None
         if isinstance(val, DataLoader):
             val_loader = val
         elif val is not None:
             val = limit_samples(val, cfg.max_val_samples)
             val_sampler = None
             if dist_env.enabled and not isinstance(val, IterableDataset):
-                val_sampler = ResumableSampler(len(val), cfg.seed, False, dist_env.rank,  # type: ignore[arg-type]
-                                               dist_env.world_size)
+                # every sample once over all ranks (no padding): the summed metrics equal one process's
+                val_sampler = EvalShardSampler(len(val), dist_env.rank, dist_env.world_size)  # type: ignore[arg-type]
             val_loader = _loader(val, cfg.eval_batch_size or cfg.batch_size, val_sampler, collate,
                                  cfg.num_workers, cfg.seed)
         return train_loader, sampler, samples_per_batch, val_loader
@@ -305,6 +367,25 @@ class Trainer:
                                            cfg.monitor, cfg.monitor_mode))
         return callbacks
 
+    def _nan_guard(
+        self, parts: Parts, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+        callbacks: list[Any], run_name: str, device: torch.device,
+    ) -> NanGuard:
+        """The NaN guard, with the in-memory snapshot and restore that a resume would use."""
+        def snapshot(st: TrainState) -> dict[str, Any]:
+            payload = self._payload(model, optimizer, scheduler, scaler, st, callbacks, parts, run_name, "snapshot")
+            if parts.pending_rng is not None:  # resumed, RNG not restored yet: the checkpoint's RNG is the state's
+                payload["rng"] = parts.pending_rng
+            return payload
+
+        def restore(payload: dict[str, Any], st: TrainState) -> dict[str, Any] | None:
+            payload["_path"] = f"<last good state in memory, step {payload['state']['global_step']}>"
+            return self._restore(payload, model, optimizer, scheduler, scaler, st, callbacks, device)
+
+        cfg = self.training_config
+        say = parts.progress.write if parts.dist.is_main else (lambda line: None)
+        return NanGuard(cfg.nan_max_consecutive, cfg.nan_lr_factor, cfg.nan_max_rollbacks, snapshot, restore, say)
+
     def _resume_checkpoint(self, resume: str | Path | None) -> dict[str, Any] | None:
         if resume is None:
             return None
@@ -313,11 +394,16 @@ class Trainer:
             if directory is None:
                 raise ConfigError(["resume_from='auto' needs checkpoint_dir to search. Fix: set checkpoint_dir, "
                                    "or pass the checkpoint's path."], what="Trainer.train")
-            latest = find_latest(directory)
-            if latest is None:
-                print(f"[trainforge] resume_from='auto': no checkpoint in {directory!r} yet, starting fresh.")
-                return None
-            resume = latest
+            for candidate in ranked_checkpoints(directory):  # newest first; unreadable ones are skipped, warned
+                try:
+                    checkpoint = safe_load(candidate)
+                except CheckpointError as exc:
+                    warnings.warn(f"resume_from='auto': skipping {str(candidate)!r}: {exc}", stacklevel=3)
+                    continue
+                checkpoint["_path"] = str(candidate)
+                return checkpoint
+            print(f"[trainforge] resume_from='auto': no checkpoint in {directory!r} yet, starting fresh.")
+            return None
         checkpoint = safe_load(resume)
         checkpoint["_path"] = str(resume)
         return checkpoint
@@ -366,6 +452,8 @@ class Trainer:
             "state": state.state_dict(),
             "rng": capture_rng(),
             "sampler": parts.sampler.state_dict() if parts.sampler is not None else None,
+            "world_size": parts.dist.world_size,  # with samples_per_batch: the position on another world size
+            "samples_per_batch": parts.samples_per_batch,
             "callbacks": {callback_key(cb, i): cb.state_dict() for i, cb in enumerate(callbacks)
                           if hasattr(cb, "state_dict")},
             "training_config": self.training_config.to_dict(),
@@ -375,8 +463,10 @@ class Trainer:
 
 
 # ---------------------------------------------------------------- helpers
-def _loader(dataset: Dataset[Any], batch_size: int, sampler: ResumableSampler | None, collate: Any,
-            num_workers: int, seed: int) -> DataLoader[Any]:
+def _loader(dataset: Dataset[Any], batch_size: int, sampler: Sampler[int] | None, collate: Any,
+            num_workers: int, seed: int) -> DataLoader[Any] | TensorBatchLoader:
+    if num_workers == 0 and is_tensor_backed(dataset):
+        return TensorBatchLoader(dataset, batch_size, sampler)  # same batches, without DataLoader plumbing
     # The loader's own generator keeps its per-iterator seed draw off the global RNG (exact resume).
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -384,7 +474,7 @@ def _loader(dataset: Dataset[Any], batch_size: int, sampler: ResumableSampler | 
                       num_workers=num_workers, generator=generator, persistent_workers=False)
 
 
-def _steps_per_epoch(loader: DataLoader[Any], accumulation: int) -> int | None:
+def _steps_per_epoch(loader: Loader, accumulation: int) -> int | None:
     try:
         n = len(loader)
     except TypeError:  # an iterable dataset of unknown length
@@ -404,8 +494,8 @@ def _total_steps(cfg: TrainingConfig, steps_per_epoch: int | None) -> int | None
 
 def _device_for(name: str, dist_env: DistEnv) -> torch.device:
     device = resolve_device(name)
-    if device.type == "cuda" and dist_env.enabled:
-        return torch.device("cuda", dist_env.local_rank)
+    if device.type == "cuda" and dist_env.enabled:  # modulo: ranks may share a GPU (gloo, tests)
+        return torch.device("cuda", dist_env.local_rank % max(torch.cuda.device_count(), 1))
     return device
 
 
@@ -423,6 +513,25 @@ def _wrap(model: nn.Module, cfg: TrainingConfig, dist_env: DistEnv, device: torc
         ids = [device.index] if device.type == "cuda" else None
         wrapped = DistributedDataParallel(wrapped, device_ids=ids)
     return wrapped
+
+
+def _rebase_position(ckpt: dict[str, Any], state: TrainState, samples_per_batch: int, dist_env: DistEnv,
+                     device: torch.device) -> None:
+    """Resume a checkpoint written by another number of processes (or batch size) at the same sample."""
+    if not dist_env.is_main:
+        state.reset_epoch_sums(device)  # the checkpoint's sums cover all ranks: rank 0 carries them
+    saved = (int(ckpt.get("world_size", 1)), int(ckpt.get("samples_per_batch", samples_per_batch)))
+    if state.batches_in_epoch == 0 or saved == (dist_env.world_size, samples_per_batch):
+        return
+    batches, exact = rebase_batches(state.batches_in_epoch, saved[1], saved[0], samples_per_batch,
+                                    dist_env.world_size)
+    if not exact:
+        warnings.warn(f"The checkpoint stopped mid-epoch after {state.batches_in_epoch} batches of {saved[1]} on "
+                      f"{saved[0]} process(es), which is not a whole number of this run's batches of "
+                      f"{samples_per_batch} on {dist_env.world_size}: resuming at the batch before, so a few samples "
+                      "are seen twice. Fix: keep the global batch (batch_size x processes) when changing processes.",
+                      stacklevel=3)
+    state.batches_in_epoch = batches
 
 
 def _new_run_name() -> str:
@@ -466,10 +575,12 @@ def _check_model_config(config: Any, task: TaskSpec) -> None:
 
 
 def _write_run_files(run_dir: Path, cfg: TrainingConfig, task: TaskSpec, model_config: Any) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.yaml")
-    (run_dir / "task_spec.json").write_text(json.dumps(task.to_dict(), indent=2))
-    (run_dir / "model_config.json").write_text(json.dumps(_config_dict(model_config), indent=2))
+    from trainforge.config._yaml import yaml_dumps
+
+    run_dir.mkdir(parents=True, exist_ok=True)  # each record is written atomically: old file or whole new one
+    atomic_write_text(run_dir / "config.yaml", yaml_dumps(cfg.to_dict()))
+    atomic_write_text(run_dir / "task_spec.json", json.dumps(task.to_dict(), indent=2))
+    atomic_write_text(run_dir / "model_config.json", json.dumps(_config_dict(model_config), indent=2))
 
 
 def _warn_config_drift(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:

@@ -1,0 +1,173 @@
+"""``backend: ray``: the same sweep on Ray Tune, for users who outgrow one machine.
+
+Each trial is a Ray trainable (a function) that runs :func:`trainforge.sweeps.trial.run_trial` and reports every
+epoch's metrics with ``ray.tune.report``; ``scheduler: asha`` stops poor trials early (ASHA), ``method: optuna``
+uses Ray's OptunaSearch. ``ray: {address: null}`` starts a local Ray instance with ``parallel`` CPUs (stopped
+at the end); ``address: auto`` or ``ray://host:10001`` joins an existing cluster. Tune's experiment lives in
+``<sweep dir>/ray``; when it exists, the same command restores it instead of starting again. At the end every
+Ray trial is written into the sweep's SQLite file, so the report is the same as for the local backend.
+Imported only for ray sweeps (``pip install 'trainforge[ray]'``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trainforge.sweeps.spec import Param, SweepSpec
+from trainforge.sweeps.store import KIND, SweepStore
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        from trainforge.errors import ConfigError
+
+        raise ConfigError(["backend: ray needs Ray Tune. Fix: pip install 'trainforge[ray]'."], what="sweep") from exc
+    return ray
+
+
+def search_space(spec: SweepSpec) -> dict[str, Any]:
+    """The sweep's parameters as a Ray Tune ``param_space``."""
+    from ray import tune
+
+    def one(p: Param) -> Any:
+        if p.kind == "value":
+            return p.value
+        if p.kind == "values":
+            return tune.grid_search(p.values) if spec.method == "grid" else tune.choice(p.values)
+        assert p.low is not None and p.high is not None
+        if p.distribution == "int_uniform":
+            return tune.randint(int(p.low), int(p.high) + 1)
+        if p.distribution == "log_uniform":
+            return tune.loguniform(float(p.low), float(p.high))
+        return tune.uniform(float(p.low), float(p.high))
+
+    return {name: one(p) for name, p in spec.parameters.items()}
+
+
+class _TuneReport:
+    """Callback: every epoch row goes to Ray Tune (which may stop the trial, e.g. ASHA)."""
+
+    def on_epoch_end(self, state: Any) -> None:
+        from ray import tune
+
+        row = state.history[-1]
+        number = int(tune.get_context().get_trial_id().split("_")[-1])
+        tune.report({"trial_number": number, **{k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                     and math.isfinite(float(v))}})
+
+
+def _trainable(config: dict[str, Any], spec_dict: dict[str, Any], sweep_dir: str) -> None:
+    import torch
+    from ray import tune
+
+    from trainforge.sweeps.trial import run_trial
+
+    torch.set_num_threads(1)
+    spec = SweepSpec.from_dict(spec_dict)
+    params = {name: config[name] for name in spec.parameters}
+    number = int(tune.get_context().get_trial_id().split("_")[-1])
+    result = run_trial(spec, number, params, sweep_dir, callbacks=[_TuneReport()])
+    tune.report({"trainforge_value": float(result["value"]), "trial_number": number})
+
+
+def run_ray(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = print) -> None:
+    """Run the sweep on Ray Tune and record every trial in ``store``."""
+    ray = _ray()
+    from ray import tune
+
+    sweep_dir = str(store.directory.resolve())
+    storage = str((store.directory / "ray").resolve())
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials keep the sweep's working directory
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    started_here = not ray.is_initialized()
+    if started_here:
+        if spec.ray_address:
+            ray.init(address=spec.ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=spec.parallel, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+    try:
+        trainable = tune.with_resources(tune.with_parameters(_trainable, spec_dict=spec.to_dict(),
+                                                             sweep_dir=sweep_dir), {"cpu": 1})
+        experiment = Path(storage) / spec.name
+        if tune.Tuner.can_restore(str(experiment)):
+            log(f"[sweep] restoring the Ray Tune experiment in {experiment}")
+            tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=False)
+        else:
+            tuner = tune.Tuner(trainable, param_space=search_space(spec), tune_config=_tune_config(spec),
+                               run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0))
+        grid = tuner.fit()
+        _record(spec, store, grid)
+    finally:
+        if started_here and not spec.ray_address:
+            ray.shutdown()
+
+
+def _tune_config(spec: SweepSpec) -> Any:
+    from ray import tune
+
+    mode = "min" if spec.goal == "minimize" else "max"
+    search_alg = None
+    if spec.method == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(metric=spec.metric, mode=mode, seed=spec.seed)
+    scheduler = None
+    if spec.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        epochs = int(spec.base_run["training"].get("epochs", 3))
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(epochs, 1), grace_period=1)
+    num_samples = 1 if spec.method == "grid" else spec.n_trials
+    return tune.TuneConfig(metric=spec.metric, mode=mode, num_samples=num_samples, search_alg=search_alg,
+                           scheduler=scheduler, max_concurrent_trials=spec.parallel)
+
+
+def _record(spec: SweepSpec, store: SweepStore, grid: Any) -> None:
+    """Write each Ray trial into the sweep's SQLite file as a finished ``sweep-trial`` job."""
+    from trainforge.sweeps.trial import best_value, trial_dir
+
+    queue = store.queue
+    worker = "ray"
+    for index, result in enumerate(grid):
+        params = {name: result.config.get(name) for name in spec.parameters}
+        frame = result.metrics_dataframe
+        rows = [] if frame is None else [
+            {k: int(v) if k in ("epoch", "step") else v for k, v in row.items()
+             if k in ("epoch", "step", "lr") or k.startswith(("train/", "val/"))}
+            for row in frame.to_dict(orient="records") if isinstance(row.get("epoch"), (int, float))
+            and math.isfinite(row["epoch"])
+        ]
+        value, epoch = best_value(rows, spec.metric, spec.goal)
+        metrics = result.metrics or {}
+        number = int(metrics.get("trial_number", index))
+        job_id = queue.submit(KIND, {"sweep": {}, "trial": number, "params": params, "backend": "ray"},
+                              max_attempts=1, key=f"ray-{number:05d}")
+        job = queue.get(job_id)
+        if job is None or job.status != "queued":
+            continue  # recorded by an earlier run of this command
+        _hold(queue, job_id, worker, float(metrics.get("time_total_s") or 0.0))
+        run_dir = str(trial_dir(store.directory, number).resolve())
+        if result.error is not None:
+            queue.fail(job_id, worker, f"{type(result.error).__name__}: {result.error}", retry=False,
+                       result={"params": params, "history": rows, "run_dir": run_dir})
+        else:
+            epochs = int(spec.base_run["training"].get("epochs", 0) or 0)
+            stopped_early = spec.scheduler == "asha" and 0 < len(rows) < epochs
+            queue.complete(job_id, worker, {"params": params, "history": rows, "value": value, "best_epoch": epoch,
+                                            "pruned": stopped_early, "run_dir": run_dir})
+
+
+def _hold(queue: Any, job_id: int, worker: str, duration_s: float) -> None:
+    """Mark a job as held by ``worker`` since ``duration_s`` ago, so completing it records Ray's timing."""
+    import time
+
+    with queue._write() as db:
+        db.execute("UPDATE jobs SET status = 'running', worker = ?, attempts = attempts + 1, started_at = ? "
+                   "WHERE id = ?", (worker, time.time() - duration_s, job_id))

@@ -1,0 +1,454 @@
+"""The sweep file: parsed and validated as a whole before any trial runs.
+
+Schema (close to W&B's sweep configuration, so an existing W&B file mostly works)::
+
+    name: lr-sweep                  # default: the file name; results go to sweeps/<name> (or output_dir:)
+    method: grid                    # grid | random | optuna  (W&B's "bayes" runs as optuna)
+    metric: {name: val/loss, goal: minimize}     # goal: minimize | maximize
+    parameters:
+      learning_rate: {values: [1.0e-3, 3.0e-3]}  # a list (grid and random)
+      batch_size: {value: 16}                    # a constant
+      weight_decay: {min: 0.0, max: 0.1}         # uniform (floats) / int_uniform (ints)
+      warmup_ratio: {min: 0.0, max: 0.2, distribution: uniform}
+      lr: {min: 1.0e-4, max: 1.0e-2, distribution: log_uniform_values}   # or log-uniform
+      model.n_layer: {values: [1, 2]}            # dotted: model / data / task keys
+    n_trials: 8                     # random/optuna (default 10); caps a grid. W&B's run_cap is the same.
+    parallel: 2                     # worker processes (local) or concurrent trials (ray)
+    backend: local                  # local | ray
+    base_config: tiny               # a training preset, or a TrainingConfig / run file (.yaml/.json)
+    model: {preset: tiny}           # or "my_models.py:build" / "pkg.mod:build"
+    data: {max_bytes: 20000}        # or {train: path, ...} or "my_data.py:load" returning (train, val)
+    seed: 0                         # sampling seed (random, optuna)
+    pruner: {type: median, n_startup_trials: 5, n_warmup_steps: 0}   # optuna; type none disables
+    scheduler: asha                 # ray only: asha | fifo
+    ray: {address: null}            # ray only: null starts a local instance; "auto" or "ray://host:10001"
+
+Distributions: ``uniform``, ``log_uniform_values`` (alias ``log-uniform``, ``loguniform``), ``int_uniform``
+(alias ``int``), ``categorical`` (with ``values``), ``constant`` (with ``value``), and W&B's ``log_uniform`` whose
+min/max are natural-log exponents. W&B's ``program``, ``command``, ``project``, ``entity``, ``description`` and
+``early_terminate`` keys are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainforge.config._suggest import closest, quote_list
+from trainforge.errors import ConfigError
+
+METHODS = ("grid", "random", "optuna")
+METHOD_ALIASES = {"bayes": "optuna", "tpe": "optuna"}
+GOALS = ("minimize", "maximize")
+BACKENDS = ("local", "ray")
+DISTRIBUTIONS = {
+    "uniform": "uniform",
+    "log_uniform_values": "log_uniform",
+    "log-uniform": "log_uniform",
+    "loguniform": "log_uniform",
+    "int_uniform": "int_uniform",
+    "int": "int_uniform",
+    "categorical": "categorical",
+    "constant": "constant",
+    "log_uniform": "log_uniform_exponent",  # W&B: min/max are exponents of e
+}
+KEYS = ("name", "method", "metric", "parameters", "n_trials", "run_cap", "parallel", "backend", "base_config",
+        "model", "data", "task", "seed", "output_dir", "pruner", "scheduler", "ray", "lease_s", "max_attempts")
+WANDB_ONLY_KEYS = ("program", "command", "project", "entity", "description", "early_terminate")
+SECTIONS = ("model", "data", "task")
+
+
+@dataclass
+class Param:
+    """One searched (or fixed) parameter. ``kind`` is ``values``, ``value`` or ``range``."""
+
+    name: str
+    kind: str
+    values: list[Any] = field(default_factory=list)
+    value: Any = None
+    low: float | int | None = None
+    high: float | int | None = None
+    distribution: str | None = None  # uniform | log_uniform | int_uniform (range only)
+
+    def samples(self) -> list[Any]:
+        """The values that validation tries: every listed value, the constant, or both ends of a range."""
+        if self.kind == "values":
+            return list(self.values)
+        if self.kind == "value":
+            return [self.value]
+        return [self.low, self.high]
+
+
+@dataclass
+class SweepSpec:
+    """A validated sweep. ``base_run`` is the resolved run spec every trial starts from."""
+
+    name: str
+    method: str
+    metric: str
+    goal: str
+    parameters: dict[str, Param]
+    n_trials: int
+    parallel: int
+    backend: str
+    base_run: dict[str, Any]
+    output_dir: str
+    seed: int = 0
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median", "n_startup_trials": 5,
+                                                            "n_warmup_steps": 0})
+    scheduler: str | None = None
+    ray_address: str | None = None
+    lease_s: float = 60.0
+    max_attempts: int = 3
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
+        values = dict(data)
+        values["parameters"] = {k: Param(**v) for k, v in values["parameters"].items()}
+        return cls(**values)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must not change when a sweep is resumed (``parallel`` and ``n_trials`` may)."""
+        data = self.to_dict()
+        return {k: data[k] for k in ("method", "metric", "goal", "parameters", "base_run", "seed")}
+
+    @property
+    def searched(self) -> list[str]:
+        """Names of the parameters that vary (not constants)."""
+        return [n for n, p in self.parameters.items() if p.kind != "value"]
+
+
+def load_sweep(path: str | os.PathLike[str], *, parallel: int | None = None, n_trials: int | None = None,
+               output_dir: str | None = None, backend: str | None = None) -> SweepSpec:
+    """Read and validate a sweep file; command-line values (``parallel`` ...) override the file's."""
+    from trainforge.config.io import read_mapping
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"sweep file: {str(path)!r} not found. Fix: give the path of a .yaml sweep file."],
+                          what="sweep")
+    data = read_mapping(path)
+    for key, value in (("parallel", parallel), ("n_trials", n_trials), ("output_dir", output_dir),
+                       ("backend", backend)):
+        if value is not None:
+            data[key] = value
+    return parse_sweep(data, source=str(path), base_dir=path.parent)
+
+
+def parse_sweep(data: dict[str, Any], *, source: str | None = None, base_dir: Path | None = None) -> SweepSpec:
+    """Validate a sweep mapping; every problem is reported in one ``ConfigError``."""
+    what = f"sweep file {source}" if source else "sweep"
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise ConfigError([f"sweep: must be a mapping, got {data!r}."], what)
+    base_dir = base_dir or Path.cwd()
+    for key in data:
+        if key not in KEYS and key not in WANDB_ONLY_KEYS:
+            guess = closest(str(key), KEYS)
+            hint = f"did you mean {guess!r}? " if guess else ""
+            problems.append(f"{key}: unknown sweep key. Fix: {hint}Known keys: {quote_list(KEYS)}.")
+
+    method = _method(data.get("method"), problems)
+    metric, goal = _metric(data.get("metric", {"name": "val/loss", "goal": "minimize"}), problems)
+    params = _parameters(data.get("parameters"), problems)
+    if method == "grid":
+        for p in params.values():
+            if p.kind == "range":
+                problems.append(f"parameters.{p.name}: method grid needs a list of values, got a range "
+                                f"min={p.low!r} max={p.high!r}. Fix: give values: [...], or use method random.")
+    grid_size = math.prod(len(p.values) for p in params.values() if p.kind == "values") if params else 0
+    n_trials = data.get("n_trials", data.get("run_cap"))
+    if n_trials is None:
+        n_trials = grid_size if method == "grid" else 10
+    elif not _is_int(n_trials) or n_trials < 1:
+        problems.append(f"n_trials: must be a positive integer, got {n_trials!r}. Fix: e.g. n_trials: 8.")
+        n_trials = 1
+    elif method == "grid":
+        n_trials = min(int(n_trials), grid_size)
+    parallel = data.get("parallel", 1)
+    if not _is_int(parallel) or parallel < 1:
+        problems.append(f"parallel: must be a positive integer, got {parallel!r}. Fix: e.g. parallel: 2.")
+        parallel = 1
+    backend = data.get("backend", "local")
+    if backend not in BACKENDS:
+        problems.append(f"backend: unknown backend, got {backend!r}. Fix: choose one of {quote_list(BACKENDS)}.")
+    seed = data.get("seed", 0)
+    if not _is_int(seed):
+        problems.append(f"seed: must be an integer, got {seed!r}.")
+        seed = 0
+    pruner = _pruner(data.get("pruner"), problems)
+    scheduler = data.get("scheduler")
+    if scheduler is not None and scheduler not in ("asha", "fifo"):
+        problems.append(f"scheduler: unknown Ray Tune scheduler, got {scheduler!r}. Fix: asha or fifo.")
+    ray = data.get("ray") or {}
+    if not isinstance(ray, dict) or set(ray) - {"address"}:
+        problems.append(f"ray: expected {{address: null | auto | ray://host:port}}, got {ray!r}.")
+        ray = {}
+    lease_s = data.get("lease_s", 60.0)
+    if not isinstance(lease_s, (int, float)) or isinstance(lease_s, bool) or lease_s <= 0:
+        problems.append(f"lease_s: must be a positive number of seconds, got {lease_s!r}.")
+        lease_s = 60.0
+    max_attempts = data.get("max_attempts", 3)
+    if not _is_int(max_attempts) or max_attempts < 1:
+        problems.append(f"max_attempts: must be a positive integer, got {max_attempts!r}.")
+        max_attempts = 3
+    name = str(data.get("name") or (Path(source).stem if source else "sweep"))
+    base_run = _base_run(data, base_dir, problems)
+    if base_run is not None and params:
+        problems += _check_against_base(base_run, params, metric)
+    if problems:
+        raise ConfigError(problems, what)
+    assert base_run is not None
+    output_dir = str(data.get("output_dir") or Path("sweeps") / name)
+    return SweepSpec(name=name, method=method, metric=metric, goal=goal, parameters=params, n_trials=int(n_trials),
+                     parallel=int(parallel), backend=str(backend), base_run=base_run, output_dir=output_dir,
+                     seed=int(seed), pruner=pruner, scheduler=scheduler, ray_address=ray.get("address"),
+                     lease_s=float(lease_s), max_attempts=int(max_attempts), source=source)
+
+
+# ---------------------------------------------------------------------- pieces
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _method(method: Any, problems: list[str]) -> str:
+    if method is None:
+        problems.append(f"method: missing. Fix: add method: with one of {quote_list(METHODS)}.")
+        return "grid"
+    method = METHOD_ALIASES.get(method, method) if isinstance(method, str) else method
+    if method not in METHODS:
+        guess = closest(method, METHODS) if isinstance(method, str) else None
+        hint = f"did you mean {guess!r}? " if guess else ""
+        problems.append(f"method: unknown method, got {method!r}. Fix: {hint}choose one of {quote_list(METHODS)}.")
+        return "grid"
+    return str(method)
+
+
+def _metric(metric: Any, problems: list[str]) -> tuple[str, str]:
+    if isinstance(metric, str):
+        metric = {"name": metric}
+    if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
+        problems.append(f"metric: expected {{name: val/loss, goal: minimize}}, got {metric!r}.")
+        return "val/loss", "minimize"
+    goal = metric.get("goal", "minimize")
+    if goal not in GOALS:
+        problems.append(f"metric.goal: must be one of {quote_list(GOALS)}, got {goal!r}.")
+        goal = "minimize"
+    return metric["name"], str(goal)
+
+
+def _flatten(parameters: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """W&B nests with ``{model: {parameters: {n_layer: {...}}}}``; that is ``model.n_layer`` here."""
+    out: dict[str, Any] = {}
+    for name, spec in parameters.items():
+        full = f"{prefix}{name}"
+        if isinstance(spec, dict) and isinstance(spec.get("parameters"), dict):
+            out.update(_flatten(spec["parameters"], prefix=f"{full}."))
+        else:
+            out[full] = spec
+    return out
+
+
+def _parameters(parameters: Any, problems: list[str]) -> dict[str, Param]:
+    if not isinstance(parameters, dict) or not parameters:
+        problems.append(f"parameters: the parameter list is empty or missing, got {parameters!r}. Fix: add at "
+                        "least one, e.g. parameters: {learning_rate: {values: [1.0e-3, 3.0e-3]}}.")
+        return {}
+    out: dict[str, Param] = {}
+    for name, spec in _flatten(parameters).items():
+        param = _param(str(name), spec, problems)
+        if param is not None:
+            out[param.name] = param
+    return out
+
+
+def _param(name: str, spec: Any, problems: list[str]) -> Param | None:
+    where = f"parameters.{name}"
+    if not isinstance(spec, dict):
+        problems.append(f"{where}: expected {{values: [...]}}, {{value: x}} or {{min: a, max: b}}, got {spec!r}.")
+        return None
+    dist_given = spec.get("distribution")
+    dist = DISTRIBUTIONS.get(dist_given) if isinstance(dist_given, str) else None
+    if dist_given is not None and dist is None:
+        problems.append(f"{where}.distribution: unsupported distribution, got {dist_given!r}. Fix: choose one of "
+                        f"{quote_list(DISTRIBUTIONS)}.")
+        return None
+    unknown = set(spec) - {"values", "value", "min", "max", "distribution", "probabilities"}
+    if unknown:
+        problems.append(f"{where}: unknown keys {sorted(unknown)}. Fix: use values, value, or min/max/distribution.")
+        return None
+    forms = [k for k in ("values", "value") if k in spec] + (["min/max"] if "min" in spec or "max" in spec else [])
+    if len(forms) != 1:
+        problems.append(f"{where}: give exactly one of values, value, or min and max; got {forms or 'none'} in "
+                        f"{spec!r}.")
+        return None
+    if "values" in spec:
+        values = spec["values"]
+        if not isinstance(values, list) or not values:
+            problems.append(f"{where}.values: must be a non-empty list, got {values!r}.")
+            return None
+        return Param(name=name, kind="values", values=list(values))
+    if "value" in spec:
+        return Param(name=name, kind="value", value=spec["value"])
+    low: Any = spec.get("min")
+    high: Any = spec.get("max")
+    if not _is_number(low) or not _is_number(high):
+        problems.append(f"{where}: min and max must both be numbers, got min={low!r} max={high!r}.")
+        return None
+    if low > high:
+        problems.append(f"{where}: min > max (min={low!r}, max={high!r}). Fix: swap them, so that min <= max.")
+        return None
+    if dist is None:
+        dist = "int_uniform" if _is_int(low) and _is_int(high) else "uniform"
+    if dist in ("categorical", "constant"):
+        problems.append(f"{where}: distribution {dist_given!r} takes values/value, not min/max.")
+        return None
+    if dist == "log_uniform_exponent":
+        low, high, dist = math.exp(low), math.exp(high), "log_uniform"
+    if dist == "log_uniform" and low <= 0:
+        problems.append(f"{where}: a log-uniform range needs min > 0, got min={low!r}. Fix: e.g. min: 1.0e-5.")
+        return None
+    if dist == "int_uniform":
+        if not (float(low).is_integer() and float(high).is_integer()):
+            problems.append(f"{where}: int_uniform needs integer bounds, got min={low!r} max={high!r}.")
+            return None
+        low, high = int(low), int(high)
+    else:
+        low, high = float(low), float(high)
+    return Param(name=name, kind="range", low=low, high=high, distribution=dist)
+
+
+def _pruner(pruner: Any, problems: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 0}
+    if pruner is None:
+        return out
+    if isinstance(pruner, str):
+        pruner = {"type": pruner}
+    if not isinstance(pruner, dict) or pruner.get("type", "median") not in ("median", "none") or (
+        set(pruner) - set(out)
+    ):
+        problems.append(f"pruner: expected {{type: median | none, n_startup_trials: N, n_warmup_steps: N}}, got "
+                        f"{pruner!r}.")
+        return out
+    out.update(pruner)
+    return out
+
+
+def _base_run(data: dict[str, Any], base_dir: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The run spec every trial starts from: base_config (preset or file), then the file's model/data/task."""
+    from trainforge.cli.main import load_run_spec
+    from trainforge.config.presets import PRESETS
+
+    base = data.get("base_config", "tiny")
+    preset: str | None = None
+    config_file: str | None = None
+    inline: dict[str, Any] = {}
+    if isinstance(base, dict):
+        inline = copy.deepcopy(base)
+    elif isinstance(base, str) and base in PRESETS:
+        preset = base
+    elif isinstance(base, str) and Path(base).suffix.lower() in (".yaml", ".yml", ".json"):
+        found = next((p for p in (base_dir / base, Path(base)) if p.is_file()), None)
+        if found is None:
+            problems.append(f"base_config: file {base!r} not found (looked next to the sweep file and in the current "
+                            "directory). Fix: give the path of a TrainingConfig or run file.")
+            return None
+        config_file = str(found.resolve())
+    else:
+        guess = closest(str(base), PRESETS)
+        hint = f"did you mean {guess!r}? " if guess else ""
+        problems.append(f"base_config: expected a training preset ({quote_list(PRESETS)}) or a .yaml/.json file, "
+                        f"got {base!r}. Fix: {hint}")
+        return None
+    try:
+        if not inline:
+            spec = load_run_spec(config_file, preset, [])
+        else:
+            spec = load_run_spec(None, inline.pop("preset", None), [])
+            spec["training"].update({k: v for k, v in inline.items() if k not in SECTIONS})
+            for section in SECTIONS:
+                if section in inline:
+                    spec[section] = inline[section]
+    except ConfigError as exc:
+        problems += [f"base_config: {p}" for p in exc.problems]
+        return None
+    for section in SECTIONS:
+        if section in data and data[section] is not None:
+            value = data[section]
+            if isinstance(value, dict) and isinstance(spec.get(section), dict):
+                spec[section] = {**spec[section], **value}
+            else:
+                spec[section] = value
+    for section in ("model", "data"):
+        spec[section] = _absolute_target(spec.get(section), base_dir)
+    return spec
+
+
+def _absolute_target(value: Any, base_dir: Path) -> Any:
+    """``file.py:function`` next to the sweep file → an absolute path, so workers anywhere find it."""
+    if isinstance(value, str) and ".py:" in value:
+        target, _, func = value.partition(":")
+        for candidate in (base_dir / target, Path(target)):
+            if candidate.is_file():
+                return f"{candidate.resolve()}:{func}"
+    return value
+
+
+def _check_against_base(base_run: dict[str, Any], params: dict[str, Param], metric: str) -> list[str]:
+    """Every value of every parameter builds a valid TrainingConfig; the metric is one the runs log."""
+    from trainforge.config import TrainingConfig
+    from trainforge.config.schema import _defaults
+    from trainforge.jobs.training import logged_metrics
+    from trainforge.sweeps.space import apply_params
+
+    problems: list[str] = []
+    fields = set(_defaults())
+    from trainforge.config.keys import ALIASES
+
+    for name in params:
+        head = name.split(".")[0]
+        if "." in name and head not in SECTIONS:
+            problems.append(f"parameters.{name}: dotted names must start with {quote_list(SECTIONS)}, got {name!r}.")
+        elif "." not in name and name not in fields and name not in ALIASES:
+            guess = closest(name, sorted(fields))
+            hint = f"did you mean {guess!r}? " if guess else ""
+            problems.append(f"parameters.{name}: not a TrainingConfig field. Fix: {hint}or use model.<key> / "
+                            "data.<key> for the model and data.")
+    bad = {p.split(":")[0].removeprefix("parameters.") for p in problems}
+    params = {n: p for n, p in params.items() if n not in bad}
+    first = {n: p.samples()[0] for n, p in params.items()}
+    seen: set[str] = set()
+    for name, param in params.items():
+        if "." in name:
+            continue
+        for value in param.samples():
+            run = apply_params(base_run, {**first, name: value})
+            try:
+                TrainingConfig.from_dict(run["training"])
+            except ConfigError as exc:
+                for p in exc.problems:
+                    line = f"parameters.{name}={value!r}: {p}"
+                    if line not in seen:
+                        seen.add(line)
+                        problems.append(line)
+    logged = logged_metrics(apply_params(base_run, first))
+    if metric not in logged:
+        guess = closest(metric, logged)
+        hint = f"did you mean {guess!r}? " if guess else ""
+        problems.append(f"metric.name: {metric!r} is never logged by these runs, so no trial could be ranked. Fix: "
+                        f"{hint}choose one of {quote_list(logged)}.")
+    return problems

@@ -1,0 +1,202 @@
+"""Kill a training process with SIGKILL at random points, resume it each time, and get the same weights, bitwise.
+
+Kills land inside optimizer steps, between a checkpoint's bytes and its rename, and during validation (the child
+prints a marker and then sleeps a few milliseconds at each; the parent kills at a random moment of that window).
+After every kill the newest checkpoint must be readable. The default test does 20 kills through a fork server
+(one Python + torch start-up in all); the ``slow`` one starts a fresh interpreter for every attempt and kills after
+random delays, 40 times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import torch
+
+from trainforge.checkpoint.io import safe_load
+from trainforge.checkpoint.manager import find_latest, list_checkpoints
+
+CHILD = Path(__file__).with_name("fault_child.py")
+PHASES = ("step", "ckpt", "eval")
+
+
+class ForkServer:
+    """The parent's side of ``fault_child.py serve``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.log = open(workdir / "children.log", "w")  # noqa: SIM115 - closed in close()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+        self.proc = subprocess.Popen([sys.executable, str(CHILD), "serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1, cwd=workdir,
+                                     env=env)
+        self.watchdog = threading.Timer(300, self.proc.kill)  # a hung child must not hang the test run
+        self.watchdog.start()
+        assert self._line() == "ready"
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"fork server died; see {self.log.name}")
+        return line.strip()
+
+    def attempt(self, args: dict[str, Any], kill: tuple[str, int, float, int] | None = None) -> tuple[int, list[str]]:
+        """Run one child; ``kill=(phase, nth marker, delay_s, signal)`` sends the signal after that marker.
+
+        Returns the child's exit code (negative: the signal that ended it) and the marker lines it printed.
+        """
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(args) + "\n")
+        self.proc.stdin.flush()
+        first = self._line()
+        assert first.startswith("pid "), first
+        pid = int(first.split()[1])
+        seen: dict[str, int] = dict.fromkeys(PHASES, 0)
+        lines: list[str] = []
+        sent = False
+        while True:
+            line = self._line()
+            if line.startswith("exit "):
+                return int(line.split()[1]), lines
+            lines.append(line)
+            if line in seen:
+                seen[line] += 1
+            if kill is not None and not sent and seen.get(kill[0], 0) >= kill[1]:
+                time.sleep(kill[2])
+                os.kill(pid, kill[3])  # the child is alive until the server prints "exit": it reaps it only then
+                sent = True
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.watchdog.cancel()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[ForkServer]:
+    srv = ForkServer(tmp_path_factory.mktemp("forkserver"))
+    yield srv
+    srv.close()
+
+
+def _args(root: Path, name: str) -> dict[str, Any]:
+    return {"ckpt_dir": str(root / name / "ckpt"), "out": str(root / name / "final.pt"),
+            "run_dir": str(root / name / "run")}
+
+
+def _assert_latest_checkpoint_readable(ckpt_dir: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # find_latest warns when it has to skip an unreadable file
+        latest = find_latest(ckpt_dir)
+    if latest is not None:
+        safe_load(latest)
+    for path in list_checkpoints(ckpt_dir):  # atomic writes: no file under a checkpoint name is ever partial
+        safe_load(path)
+
+
+def _assert_same_run(a_path: str, b_path: str) -> None:
+    a, b = torch.load(a_path, weights_only=True), torch.load(b_path, weights_only=True)
+    assert a["loss_history"] == b["loss_history"]
+    assert a["val_loss_history"] == b["val_loss_history"]
+    assert a["global_step"] == b["global_step"]
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+@pytest.fixture(scope="module")
+def reference(server, tmp_path_factory) -> str:
+    args = _args(tmp_path_factory.mktemp("reference"), "full")
+    code, lines = server.attempt(args)
+    assert code == 0 and lines[-1] == "done", lines[-5:]
+    return str(args["out"])
+
+
+def _kill_campaign(server: ForkServer, root: Path, kills: int, seed: int, reference: str) -> dict[str, int]:
+    """Kill and resume until ``kills`` kills have landed and the run finished; returns kills per phase."""
+    rng = random.Random(seed)
+    landed: dict[str, int] = dict.fromkeys(PHASES, 0)
+    campaign = 0
+    while sum(landed.values()) < kills:
+        args = _args(root, f"campaign{campaign}")
+        while True:
+            plan = None
+            if sum(landed.values()) < kills:
+                phase = rng.choice(PHASES)
+                nth = 1 if phase == "eval" else rng.randint(1, 3)
+                plan = (phase, nth, rng.uniform(0, 0.004), signal.SIGKILL)
+            code, lines = server.attempt(args, plan)
+            if code == -signal.SIGKILL:
+                assert plan is not None
+                landed[plan[0]] += 1
+                _assert_latest_checkpoint_readable(args["ckpt_dir"])
+                continue
+            assert code == 0 and lines and lines[-1] == "done", (code, lines[-5:])
+            break
+        _assert_same_run(reference, args["out"])
+        campaign += 1
+    return landed
+
+
+def test_twenty_sigkills_then_resume_give_bitwise_identical_weights(server, reference, tmp_path):
+    # ~25 s on an idle 2-core machine (no time assertion: shared CI machines are slower under load)
+    landed = _kill_campaign(server, tmp_path, kills=20, seed=20240501, reference=reference)
+    assert sum(landed.values()) >= 20
+    assert all(n > 0 for n in landed.values()), landed  # steps, checkpoint writes and evaluation were all hit
+
+
+def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes_exactly(server, reference, tmp_path):
+    args = _args(tmp_path, "preempted")
+    code, lines = server.attempt(args, ("step", 12, 0.001, signal.SIGTERM))
+    assert code == 0, lines[-5:]
+    assert lines[-1] == "stopped preempted (SIGTERM)"
+    _assert_latest_checkpoint_readable(args["ckpt_dir"])
+    code, lines = server.attempt(args)
+    assert code == 0 and lines[-1] == "done"
+    _assert_same_run(reference, args["out"])
+
+
+@pytest.mark.slow
+def test_forty_sigkills_of_fresh_processes_at_random_times(reference, tmp_path):
+    """Extended mode: a new interpreter per attempt, killed after a random delay (start-up, steps, writes...)."""
+    rng = random.Random(7)
+    args = _args(tmp_path, "fresh")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    kills = 0
+    log: IO[str]
+    with open(tmp_path / "children.log", "w") as log:
+        while True:
+            proc = subprocess.Popen([sys.executable, str(CHILD), "run", json.dumps(args)], stdout=subprocess.DEVNULL,
+                                    stderr=log, env=env)
+            if kills < 40:
+                try:
+                    proc.wait(timeout=rng.uniform(1.0, 4.0))
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    kills += 1
+                    _assert_latest_checkpoint_readable(args["ckpt_dir"])
+                    continue
+            assert proc.wait(timeout=300) == 0
+            if kills >= 40:
+                break
+            args = _args(tmp_path, f"fresh{kills}")  # finished before 40 kills: go on with a new run
+    _assert_same_run(reference, args["out"])
