@@ -1,47 +1,17 @@
-"""Train from a run spec (the dict ``trainforge.cli.main.load_run_spec`` returns), with extra callbacks.
-
-The same building as ``trainforge train``: the model from ``model:`` (``{preset: tiny, ...}`` or
-``module:function``), the data from ``data:`` (the embedded corpus ``{max_bytes: N}``, the user's files
-``{train: path, ...}``, or the user's ``module:function`` returning ``(train, val)`` or ``(train, val, task)``).
-Used by queue jobs and sweep trials, which need the results and callbacks the CLI does not expose.
-"""
+"""Training jobs: the run-spec builder shared with ``trainforge train`` (``cli.runspec``), the metric names a
+run will log (validated before a sweep starts) and a JSON-safe summary of results for the queue."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from trainforge.errors import ConfigError
+from trainforge.cli.runspec import import_function, train_spec
+
+__all__ = ["import_function", "logged_metrics", "summarize", "train_spec"]
 
 # Metrics every epoch row has; validation adds ``val/<metric>``.
 BASE_METRICS = ("train/loss", "lr", "epoch_time_s", "tokens_per_s")
 VAL_METRICS = ("val/loss", "val/perplexity", "val/accuracy")
-
-
-def import_function(target: str, what: str) -> Any:
-    """``"pkg.mod:fn"`` or ``"path/file.py:fn"`` → the function (imported only because a file names it)."""
-    module_name, _, func = target.partition(":")
-    if not func:
-        raise ConfigError([f"{what}: expected 'module:function' or 'file.py:function', got {target!r}."], what="run")
-    if module_name.endswith(".py"):
-        path = Path(module_name)
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or spec.loader is None or not path.is_file():
-            raise ConfigError([f"{what}: file {module_name!r} not found. Fix: give a path to a .py file."], what="run")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError([f"{what}: cannot import {module_name!r} ({exc}). Fix: check the module name and that "
-                               "it is importable (on PYTHONPATH)."], what="run") from exc
-    if not hasattr(module, func):
-        raise ConfigError([f"{what}: {module_name!r} has no function {func!r}."], what="run")
-    return getattr(module, func)
 
 
 def logged_metrics(spec: dict[str, Any]) -> list[str]:
@@ -52,72 +22,6 @@ def logged_metrics(spec: dict[str, Any]) -> list[str]:
     if isinstance(data, dict) and "train" in data:
         has_val = bool(data.get("val")) or float(training.get("validation_split", 0) or 0) > 0
     return [*BASE_METRICS, *(VAL_METRICS if has_val else ())]
-
-
-def train_spec(spec: dict[str, Any], callbacks: Sequence[Any] = ()) -> dict[str, Any]:
-    """Build everything the run spec names and train; returns ``Trainer.train``'s results."""
-    from trainforge.cli.main import build_model_from_spec
-    from trainforge.config import TrainingConfig
-    from trainforge.tasks import TaskSpec
-    from trainforge.trainer import Trainer
-
-    training_config = TrainingConfig.from_dict(spec["training"])
-    data = spec.get("data") or {}
-    task_extra = dict(spec.get("task") or {})
-    if isinstance(data, str):
-        model, model_config = build_model_from_spec(spec["model"])
-        made = import_function(data, "data")()
-        if isinstance(made, dict):
-            train, val, task = made["train"], made.get("val"), made.get("task")
-        elif isinstance(made, tuple) and len(made) in (2, 3):
-            train, val, task = made if len(made) == 3 else (*made, None)
-        else:
-            raise ConfigError([f"data: {data!r} must return (train, val), (train, val, task_spec) or a dict with "
-                               f"train/val/task, got {type(made).__name__}."], what="run")
-        if task is None:
-            vocab = int(getattr(model_config, "vocab_size", 256))
-            block = int(getattr(model_config, "max_seq_len", 64))
-            task = TaskSpec.language_modeling(name="user-data", vocab_size=vocab, max_seq_len=block, **task_extra)
-        trainer = Trainer(model, model_config, training_config, task, callbacks=callbacks)
-        return trainer.train(train, val)
-    if "train" in data:
-        return _train_on_files(spec, training_config, callbacks)
-    from trainforge.data.corpus import default_lm_dataset
-
-    model, model_config = build_model_from_spec(spec["model"])
-    block = int(getattr(model_config, "max_seq_len", 64))
-    rest = dict(data)
-    max_bytes = int(rest.pop("max_bytes", 300_000))
-    if rest:
-        raise ConfigError([f"data: unknown keys {sorted(rest)}; the embedded corpus takes data: {{max_bytes: N}}, "
-                           "files take data: {train: path, ...}, or give data: 'module:function'."], what="run")
-    train_blocks, val_blocks = default_lm_dataset(block_size=block, max_bytes=max_bytes)
-    vocab = int(getattr(model_config, "vocab_size", 256))
-    task = TaskSpec.language_modeling(name="stdlib-bytes", vocab_size=vocab, max_seq_len=block, **task_extra)
-    return Trainer(model, model_config, training_config, task, callbacks=callbacks).train(train_blocks, val_blocks)
-
-
-def _train_on_files(spec: dict[str, Any], cfg: Any, callbacks: Sequence[Any]) -> dict[str, Any]:
-    from trainforge.cli.main import build_model_from_spec
-    from trainforge.data.module import UniversalDataModule
-    from trainforge.data.readers import build_data_from_spec, task_for_data, tokenizer_from_spec
-    from trainforge.data.tokenizers import tokenizer_vocab_size
-    from trainforge.trainer import Trainer
-
-    data = dict(spec["data"])
-    tokenizer = tokenizer_from_spec(data)
-    model_spec = spec["model"]
-    if isinstance(model_spec, dict) and tokenizer is not None and "vocab_size" not in model_spec:
-        model_spec = {**model_spec, "vocab_size": tokenizer_vocab_size(tokenizer)}
-    model, model_config = build_model_from_spec(model_spec)
-    train, val, tokenizer = build_data_from_spec(data, model_config, tokenizer=tokenizer)
-    task = task_for_data(data, train, tokenizer, model_config, name=str((spec.get("task") or {}).get("name",
-                                                                                                  "user-data")))
-    module = UniversalDataModule(train, val, task, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                                 seed=cfg.seed, validation_split=cfg.validation_split, shuffle=cfg.shuffle,
-                                 tokenizer=tokenizer)
-    trainer = Trainer(model, model_config, cfg, task, callbacks=callbacks)
-    return trainer.train(module.train_dataloader(), module.val_dataloader())
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
