@@ -71,6 +71,24 @@ class TensorBoardLogger:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._writer: Any = SummaryWriter(log_dir=str(self.log_dir))
         self._step_keys: set[str] = set(STEP_KEYS)
+        # One Summary proto per log line instead of one add_scalar per metric: 8 metrics cost ~57 µs instead of
+        # ~470 µs (add_scalar converts each value through numpy and writes an event each), which matters in the
+        # training loop. SummaryWriter has no public call for a prebuilt summary, hence its file writer.
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        self._Summary = Summary
+        get_file_writer = getattr(self._writer, "_get_file_writer", None)
+        self._file_writer: Any = get_file_writer() if callable(get_file_writer) else None
+
+    def _scalars(self, values: dict[str, float], step: int) -> None:
+        if not values:
+            return
+        if self._file_writer is None:  # a SummaryWriter without the private hook: the slow public path
+            for tag, number in values.items():
+                self._writer.add_scalar(tag, number, step)
+            return
+        summary = self._Summary(value=[self._Summary.Value(tag=t, simple_value=n) for t, n in values.items()])
+        self._file_writer.add_summary(summary, step)
 
     def log_config(self, config: dict[str, Any]) -> None:
         """Write the config as JSON text under the ``config`` tag."""
@@ -80,20 +98,23 @@ class TensorBoardLogger:
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
         """One scalar per metric at ``step``."""
+        scalars = {}
         for key, value in metrics.items():
             number = _number(value)
             if number is not None:
                 self._step_keys.add(key)
-                self._writer.add_scalar(key, number, int(step))
+                scalars[key] = number
+        self._scalars(scalars, int(step))
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:
         """One scalar per numeric key of the epoch row at ``step`` (step-metric names under ``epoch/``)."""
+        scalars = {}
         for key, value in row.items():
             number = _number(value)
             if number is None or key in _NOT_SCALARS:
                 continue
-            tag = f"epoch/{key}" if key in self._step_keys else key
-            self._writer.add_scalar(tag, number, int(step))
+            scalars[f"epoch/{key}" if key in self._step_keys else key] = number
+        self._scalars(scalars, int(step))
         self._writer.flush()
 
     def log_summary(self, summary: dict[str, Any]) -> None:
