@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -101,14 +102,14 @@ def test_on_checkpoint_error_stop_stops_cleanly_and_the_run_resumes(lm_blocks, m
 
 
 def test_permission_denied_is_reported_like_a_full_disk(lm_blocks, monkeypatch):
-    real = ckpt_io.tempfile.mkstemp
+    real = tempfile.mkstemp
 
     def read_only(*args, **kwargs):
         if Path(kwargs["dir"]).name == "ck":
             raise PermissionError(errno.EACCES, "Permission denied", "ck")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ckpt_io.tempfile, "mkstemp", read_only)  # what a read-only checkpoint_dir does (even as root)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # what a read-only checkpoint_dir does (even as root)
     with pytest.raises(CheckpointError, match=r"Could not write checkpoint .*Permission denied.*choose a writable "
                        r"checkpoint_dir"):
         _train(lm_blocks, on_checkpoint_error="stop")

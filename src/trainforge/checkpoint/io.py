@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from trainforge.atomic import atomic_write, atomic_write_text
 from trainforge.errors import CheckpointError
+
+__all__ = ["FORMAT_VERSION", "atomic_save", "atomic_write_text", "canonical_key", "canonical_state_dict",
+           "load_model_state", "safe_load", "upgrade"]
 
 FORMAT_VERSION = 1
 # Prefixes added by wrappers: torch.compile (`_orig_mod.`) and DDP / DataParallel (`module.`).
@@ -30,51 +33,8 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     The bytes go to a temporary file in the same directory, are fsynced, and are renamed over ``path``; a crash
     at any point leaves no half-written file under the final name.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-    return target
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a text file (run records: config, specs) so that ``path`` is the old file or the whole new one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform allows opening a directory.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def safe_load(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import os
 import platform
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trainforge.atomic import atomic_write_text
 from trainforge.config import TrainingConfig
 from trainforge.tasks import TaskSpec
 
@@ -637,10 +637,5 @@ def _export(
         for p in sorted(out.rglob("*"))
         if p.is_file() and p.name != "manifest.json" and not any(part.endswith(".tmp") for part in p.relative_to(out).parts)
     }
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=out)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, default=str)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / "manifest.json")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n", mode=0o644)
     return manifest

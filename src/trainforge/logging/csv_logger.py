@@ -11,38 +11,21 @@ The resolved config is written by the trainer (``config.yaml``), so ``log_config
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import IO, Any
+
+from trainforge.atomic import atomic_write_text
 
 __all__ = ["CSVLogger", "atomic_write_text", "to_jsonable"]
 
 METRICS_FILE = "metrics.csv"
 STEPS_FILE = "steps.jsonl"
 SUMMARY_FILE = "summary.json"
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically: temp file in the same directory, fsync, ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Never leave half-written temp files behind in the run directory.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def to_jsonable(value: Any) -> Any:
