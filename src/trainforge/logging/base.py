@@ -64,6 +64,12 @@ class NullLogger:
         """Nothing to release."""
 
 
+def _name(lg: Logger) -> str:
+    """The backend's name for messages (a background-thread wrapper names the backend it runs)."""
+    name = getattr(lg, "backend_name", None)
+    return name if isinstance(name, str) else type(lg).__name__
+
+
 class MultiLogger:
     """Fan every call out to several loggers, containing their failures.
 
@@ -90,9 +96,10 @@ class MultiLogger:
         if id(lg) in self._disabled:
             return
         self._disabled.add(id(lg))
+        name = _name(lg)
         warnings.warn(
-            f"{type(lg).__name__}.{method} failed: {type(exc).__name__}: {exc}. "
-            f"{type(lg).__name__} is disabled for the rest of this run; training continues and the other "
+            f"{name}.{method} failed: {type(exc).__name__}: {exc}. "
+            f"{name} is disabled for the rest of this run; training continues and the other "
             f"loggers keep recording.",
             RuntimeWarning,
             stacklevel=3,
@@ -113,10 +120,12 @@ class MultiLogger:
         return [lg for lg in self.loggers if id(lg) not in self._disabled]
 
     def find(self, cls: type[_T]) -> _T | None:
-        """Return the first active backend that is an instance of ``cls`` (e.g. to read a W&B run dir)."""
+        """Return the first active backend that is an instance of ``cls`` (e.g. to read a W&B run dir); a backend
+        running on a logging thread is found by its own class."""
         for lg in self.active:
-            if isinstance(lg, cls):
-                return lg
+            inner = getattr(lg, "inner", lg)
+            if isinstance(inner, cls):
+                return inner
         return None
 
     # -- the protocol --------------------------------------------------------------------------
@@ -154,5 +163,5 @@ class MultiLogger:
         self.close()
 
     def __repr__(self) -> str:
-        names = ", ".join(type(lg).__name__ + ("(disabled)" if id(lg) in self._disabled else "") for lg in self.loggers)
+        names = ", ".join(_name(lg) + ("(disabled)" if id(lg) in self._disabled else "") for lg in self.loggers)
         return f"MultiLogger([{names}])"
