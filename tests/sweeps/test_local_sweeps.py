@@ -32,8 +32,11 @@ def test_quick_reference_line_runs_a_grid_with_2_workers_each_trial_once_then_re
     assert (out / "metric_vs_params.png").stat().st_size > 1000
     for n in range(4):  # each trial wrote its own run directory, recorded in the experiment database
         assert (out / "trials" / f"trial-{n:04d}" / "metrics.csv").is_file()
+        assert not (out / "trials" / f"trial-{n:04d}" / "plots").exists()  # trial_plots: false by default
     assert (out / "trials" / "trainforge_runs.db").is_file()
     assert "best: trial" in proc.stdout and "trials: 4 completed" in proc.stdout
+    if sys.platform == "linux":  # the command runs one thread: its workers are forked, warm
+        assert "up to 2 worker process(es), started by fork" in proc.stdout
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=240)  # the same command: resumes
     assert again.returncode == 0, again.stderr
@@ -111,3 +114,29 @@ def test_an_interrupted_sweep_resumes_with_the_same_command_and_keeps_finished_t
     assert all(r["status"] == "done" for r in after.values()) and len(after) == 3
     for job_id, row in before.items():  # finished trials were not run again
         assert after[job_id]["finished_at"] == row["finished_at"] and after[job_id]["attempts"] == 1
+
+
+def test_workers_started_as_fresh_interpreters_run_each_trial_once(tmp_path):
+    # $TRAINFORGE_SWEEP_WORKERS=exec: `python -m trainforge.jobs` per worker (the path where fork is unsafe).
+    write_sweep(Path("sweep.yaml"))
+    proc = subprocess.run([sys.executable, "-m", "trainforge", "sweep", "sweep.yaml"], capture_output=True,
+                          text=True, timeout=240, env={**os.environ, "TRAINFORGE_SWEEP_WORKERS": "exec"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "started by exec" in proc.stdout
+    rows = trial_rows(Path("sweeps/t/sweep.db"))
+    assert len(rows) == 4 and all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
+
+
+def test_worker_start_method_forks_only_without_other_threads(monkeypatch):
+    import threading
+
+    from trainforge.sweeps.local import START_METHOD_ENV, start_method
+
+    monkeypatch.delenv(START_METHOD_ENV, raising=False)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert start_method() == ("fork" if sys.platform == "linux" else "exec")
+    monkeypatch.setattr(threading, "active_count", lambda: 3)  # e.g. a notebook's or pytest-xdist's threads
+    assert start_method() == "exec"
+    monkeypatch.setenv(START_METHOD_ENV, "exec")
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert start_method() == "exec"

@@ -109,3 +109,16 @@ def test_grid_and_random_spaces_are_deterministic():
     run = apply_params(rnd.base_run, draws[0])
     assert run["model"]["n_layer"] == draws[0]["model.n_layer"]
     assert run["training"]["learning_rate"] == draws[0]["learning_rate"]
+
+
+def test_trials_write_no_per_run_plots_unless_asked(tmp_path):
+    from trainforge.config import TrainingConfig
+    from trainforge.sweeps.trial import trial_run_spec
+
+    spec = parse_sweep(sweep_dict())
+    assert spec.trial_plots is False
+    run = trial_run_spec(spec, 0, {"learning_rate": 1e-3, "warmup_ratio": 0.0}, tmp_path)
+    assert run["training"]["plots"] is False and TrainingConfig.from_dict(run["training"]).plots is False
+    on = parse_sweep(sweep_dict(trial_plots=True))
+    assert trial_run_spec(on, 0, {"learning_rate": 1e-3, "warmup_ratio": 0.0}, tmp_path)["training"]["plots"]
+    assert problems_of(trial_plots="yes") == ["trial_plots: must be true or false, got 'yes'."]

@@ -19,7 +19,8 @@ DEFAULT_QUEUE = "trainforge-jobs.db"
 
 
 def add_jobs_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("jobs", help="persistent job queue: submit | list | worker | cancel")
+    parser = subparsers.add_parser("jobs", help="persistent job queue: submit | list | worker | cancel",
+                                   allow_abbrev=False)
     parser.add_argument("--queue", default=os.environ.get("TRAINFORGE_QUEUE", DEFAULT_QUEUE),
                         help=f"queue file (default: $TRAINFORGE_QUEUE or {DEFAULT_QUEUE})")
     sub = parser.add_subparsers(dest="jobs_command", required=True)
@@ -86,18 +87,30 @@ def _payload(args: argparse.Namespace) -> dict[str, Any]:
 
     rest = [a for a in args.args if a != "--"]
     if args.kind == "export":
+        from trainforge.export.cli import add_export_parser
+
+        check = argparse.ArgumentParser(prog="trainforge jobs submit", add_help=False, allow_abbrev=False)
+        add_export_parser(check.add_subparsers(dest="command"))
+        check.parse_args(["export", *rest])  # unknown or missing arguments fail now (exit 2), not in the worker
         return {"argv": rest}
     if args.kind == "train":
-        parser = argparse.ArgumentParser(prog="trainforge jobs submit train", add_help=False)
+        from trainforge.cli.main import load_run_spec, split_train_args
+        from trainforge.config import TrainingConfig
+
+        options, overrides = split_train_args(rest)
+        parser = argparse.ArgumentParser(prog="trainforge jobs submit train", add_help=False, allow_abbrev=False)
         parser.add_argument("--config")
         parser.add_argument("--preset")
-        known, overrides = parser.parse_known_args(rest)
-        from trainforge.config import parse_overrides
-
-        parse_overrides(overrides)  # a malformed override fails now, not in the worker
+        known = parser.parse_args(options)  # --nproc (not for queue jobs) is an error here
+        # A bad file, override or TrainingConfig value fails now, with the CLI's message, not in the worker.
+        run = load_run_spec(known.config, known.preset, overrides)
+        try:
+            TrainingConfig.from_dict(run["training"])
+        except ConfigError as exc:
+            raise ConfigError(exc.problems, what=f"jobs submit train (from {run['source']})") from exc
         return {"config": os.path.abspath(known.config) if known.config else None, "preset": known.preset,
                 "overrides": overrides}
-    extra = argparse.ArgumentParser(prog="trainforge jobs submit sweep-trial", add_help=False)
+    extra = argparse.ArgumentParser(prog="trainforge jobs submit sweep-trial", add_help=False, allow_abbrev=False)
     extra.add_argument("--sweep", default=args.sweep)
     extra.add_argument("--params", nargs="*", default=list(args.params))
     args.sweep, args.params = (lambda ns: (ns.sweep, ns.params))(extra.parse_args(rest))

@@ -22,7 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = sub.add_parser("train", help="train a model (default: tiny GPT on the embedded corpus)")
     train.add_argument("--config", help="YAML/JSON run file: TrainingConfig fields plus model:, data:, preset:")
     train.add_argument("--preset", help="training preset (see `trainforge presets`)")
-    train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 model.n_layer=4")
+    train.add_argument("overrides", nargs="*",
+                       help="overrides: key=value, --key=value or --key value, e.g. epochs=3 --model.n_layer 4")
     train.add_argument("--nproc", type=int, default=None,
                        help="train with N processes (DDP): re-runs this command under torchrun --standalone")
     sub.add_parser("presets", help="list training and model presets")
@@ -37,7 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_sweep_parser(sub)
     add_jobs_parser(sub)
-    args, unknown = parser.parse_known_args(argv)
+    words = list(argv) if argv is not None else sys.argv[1:]
+    if words[:1] == ["train"]:
+        # Overrides are free-form (key=value, --key=value, --key value: the forms the W&B agent passes), so
+        # argparse only sees the options; the rest stays in order for parse_overrides, which reports bad items.
+        options, overrides = split_train_args(words[1:])
+        args = parser.parse_args(["train", *options])
+    else:  # every other subcommand: an unknown argument is an error (argparse's usage message, exit code 2)
+        args = parser.parse_args(words)
+        overrides = list(getattr(args, "overrides", None) or [])
     from trainforge.errors import TrainforgeError
 
     try:
@@ -49,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from trainforge.distributed.launch import launched_by_torchrun, relaunch, strip_nproc
 
             if not launched_by_torchrun():
-                return relaunch(args.nproc, strip_nproc(list(argv) if argv is not None else sys.argv[1:]))
-        return _train(args.config, args.preset, [*args.overrides, *unknown])
+                return relaunch(args.nproc, strip_nproc(words))
+        return _train(args.config, args.preset, overrides)
     except TrainforgeError as exc:
         print(f"trainforge: error: {exc}", file=sys.stderr)
         return 2
@@ -59,6 +68,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             from trainforge.distributed.env import shutdown
 
             shutdown()  # leave the process group of a torchrun launch (no-op in one process)
+
+
+# Options of ``trainforge train`` that take a value; everything else on its command line is an override.
+_TRAIN_OPTIONS = ("--config", "--preset", "--nproc")
+
+
+def split_train_args(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``trainforge train`` arguments → (its options for argparse, the overrides in their order).
+
+    >>> split_train_args(["--preset", "tiny", "--learning_rate", "0.002", "--epochs=1", "model.n_layer=2"])
+    (['--preset', 'tiny'], ['--learning_rate', '0.002', '--epochs=1', 'model.n_layer=2'])
+
+    Options are matched exactly (no abbreviations), so an override such as ``--pre 1`` is never taken for
+    ``--preset``.
+    """
+    options: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("-h", "--help") or word.split("=", 1)[0] in _TRAIN_OPTIONS and "=" in word:
+            options.append(word)
+        elif word in _TRAIN_OPTIONS:
+            options.extend(words[i:i + 2])  # argparse says so if the value is missing
+            i += 1
+        else:
+            overrides.append(word)
+        i += 1
+    return options, overrides
 
 
 def _presets() -> int:

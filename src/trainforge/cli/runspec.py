@@ -65,6 +65,11 @@ def train_spec(spec: dict[str, Any], callbacks: Sequence[Any] = (), say: Callabl
         training_config = TrainingConfig.from_dict(spec["training"])
     except ConfigError as exc:  # say where the values came from
         raise ConfigError(exc.problems, what=f"TrainingConfig (from {spec.get('source', 'the run spec')})") from exc
+    from trainforge.checkpoint.rng import seed_everything
+
+    # The model is built here, before Trainer.train seeds: seed now too, so that the same config gives the same
+    # initial weights in any process (a sweep's first trial in a fresh worker used to differ from a re-run).
+    seed_everything(training_config.seed)
     data = spec.get("data") or {}
     task_extra = dict(spec.get("task") or {})
     if isinstance(data, str):

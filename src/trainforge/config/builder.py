@@ -70,6 +70,7 @@ class LoggingKwargs(TypedDict, total=False):
     progress_bar: bool
     loggers: list[str]
     track_runs: bool
+    plots: bool
     wandb_run_name: str | None
 
 

@@ -84,6 +84,7 @@ class TrainingConfigKwargs(TypedDict, total=False):
     progress_bar: bool
     loggers: list[str]
     track_runs: bool
+    plots: bool
     export_bundle: bool
     export_formats: list[str]
     export_dir: PathLike
@@ -175,6 +176,7 @@ class TrainingConfig:
     progress_bar: bool = True
     loggers: list[str] = field(default_factory=list)  # extra backends: tensorboard | mlflow | wandb
     track_runs: bool = True  # record the run in <output_dir parent>/trainforge_runs.db (SQLite)
+    plots: bool = True  # plots/loss.png and plots/metrics.png in the run directory at the end (sweep trials: off)
     # --- export
     export_bundle: bool = False
     export_formats: list[str] = field(default_factory=lambda: ["onnx", "torchscript"])

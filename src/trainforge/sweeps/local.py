@@ -1,9 +1,9 @@
 """The local backend: ``parallel`` worker processes claim the sweep's trials from its SQLite file.
 
 The command that runs the sweep is a coordinator: it queues the trials, starts the workers
-(``python -m trainforge.jobs <sweep.db> --single-thread``), and watches them. A worker that dies (even by
-SIGKILL) has its trial queued again at once and a new worker takes its place; a trial that raises is recorded as
-failed and the others go on. Running the same command again resumes: finished trials are kept, trials left
+(``python -m trainforge.jobs <sweep.db> --single-thread``, or the same worker forked from the coordinator: see
+:func:`start_method`), and watches them. A worker that dies (even by SIGKILL) has its trial queued again at once
+and a new worker takes its place; a trial that raises is recorded as failed and the others go on. Running the same command again resumes: finished trials are kept, trials left
 running by dead processes are queued again, and new workers start on what is left.
 """
 
@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from trainforge.sweeps.spec import SweepSpec
 from trainforge.sweeps.store import SweepStore, TrialRecord, record_of
@@ -39,11 +42,14 @@ def run_local(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = p
     if spec.method == "optuna":
         from trainforge.sweeps import optuna_backend
 
-        optuna_backend.study(spec, store.path)  # created once, here, before workers load it
+        optuna_backend.create_study(spec, store.path)  # created once, here, before workers load it
     logs = store.directory / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()
-    procs: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+    how = start_method()
+    if queue.claimable():
+        log(f"[sweep] up to {spec.parallel} worker process(es), started by {how}")
+    procs: dict[str, tuple[Worker, IO[bytes]]] = {}
     seen: dict[int, str] = {t.number: t.status for t in store.trials()}
     started = 0
     try:
@@ -65,12 +71,12 @@ def run_local(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = p
             want = min(spec.parallel - len(procs), queue.claimable())
             for _ in range(max(want, 0)):
                 out = open(logs / f"worker-{started}.log", "ab")  # noqa: SIM115 - closed when the worker exits
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "trainforge.jobs", str(store.path), "--lease", str(spec.lease_s),
-                     "--single-thread"],
+                argv = [str(store.path), "--lease", str(spec.lease_s), "--single-thread"]
+                worker: Worker = ForkedWorker(argv, out) if how == "fork" else subprocess.Popen(
+                    [sys.executable, "-m", "trainforge.jobs", *argv],
                     stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                 )
-                procs[f"{host}:{proc.pid}"] = (proc, out)
+                procs[f"{host}:{worker.pid}"] = (worker, out)
                 started += 1
             time.sleep(poll_s)
     except BaseException:
@@ -83,6 +89,110 @@ def run_local(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = p
         log("[sweep] interrupted; run the same command again to resume")
         raise
     _report_changes(store, seen, spec, log)
+
+
+# ------------------------------------------------------------------------------------------ worker processes
+
+START_METHOD_ENV = "TRAINFORGE_SWEEP_WORKERS"
+
+
+def start_method() -> str:
+    """How the coordinator starts workers: ``fork`` or ``exec`` (a fresh ``python -m trainforge.jobs``).
+
+    A forked worker starts in milliseconds with the coordinator's imports (torch, trainforge) already done; a
+    fresh interpreter pays about 1.5 s of imports first, once per worker. Fork is used where the platform has it
+    and the coordinator runs no other Python thread (a thread holding a lock at fork time could deadlock the
+    child); in the child the worker sets ``torch.set_num_threads(1)`` before any tensor work, as PyTorch's own
+    DataLoader workers do. ``$TRAINFORGE_SWEEP_WORKERS=exec`` (or ``fork``) forces one or the other.
+    """
+    forced = os.environ.get(START_METHOD_ENV, "").strip().lower()
+    if forced in ("fork", "exec"):
+        return forced if forced == "exec" or hasattr(os, "fork") else "exec"
+    if forced:
+        warnings.warn(f"${START_METHOD_ENV}={forced!r} is neither fork nor exec; choosing automatically",
+                      RuntimeWarning, stacklevel=2)
+    return "fork" if hasattr(os, "fork") and sys.platform != "darwin" and threading.active_count() == 1 else "exec"
+
+
+class Worker(Protocol):
+    """What the coordinator needs of a worker process (``subprocess.Popen`` has it, so has ForkedWorker)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class ForkedWorker:
+    """``python -m trainforge.jobs ARGV`` as a child forked from this process, its output into ``out``.
+
+    ``poll``/``wait``/``terminate`` behave like ``subprocess.Popen``'s: the exit code, or ``-N`` for a signal.
+    """
+
+    def __init__(self, argv: list[str], out: IO[bytes]) -> None:
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered here may be written twice
+            with contextlib.suppress(Exception):
+                stream.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the coordinator's code
+            code = 1
+            try:
+                code = _forked_worker_main(argv, out)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:  # noqa: BLE001 - reported in the worker's log, then the exit code says it
+                with contextlib.suppress(Exception):
+                    traceback.print_exc()
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
+                os._exit(code)
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                self.returncode = -signal.SIGKILL
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
+            time.sleep(0.02)
+        return code
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+
+
+def _forked_worker_main(argv: list[str], out: IO[bytes]) -> int:
+    """In the forked child: a fresh process's signal handlers and output, then the worker's ``main``."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.dup2(out.fileno(), 1)  # the C level too (warnings from torch's C++ side)
+    os.dup2(out.fileno(), 2)
+    stream = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stdout = sys.stderr = stream
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the child's own, for its lifetime
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from trainforge.jobs.worker import main
+
+    return main(argv)
 
 
 def _report_changes(store: SweepStore, seen: dict[int, str], spec: SweepSpec, log: Callable[[str], None]) -> None:
@@ -168,4 +278,4 @@ def run_trial_job(job: Job, ctx: JobContext) -> dict[str, Any]:
     return {**result, **extra, "run_dir": base["run_dir"]}
 
 
-__all__ = ["describe", "record_of", "run_local", "run_trial_job"]
+__all__ = ["ForkedWorker", "describe", "record_of", "run_local", "run_trial_job", "start_method"]

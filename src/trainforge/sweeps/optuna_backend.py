@@ -49,6 +49,16 @@ def study(spec: SweepSpec, db_path: str | Path, number: int = 0) -> Any:
                                direction=spec.goal, sampler=sampler, pruner=_pruner(spec))
 
 
+def create_study(spec: SweepSpec, db_path: str | Path) -> None:
+    """Create the sweep's study in its SQLite file (if new) and close the connections, so that the coordinator
+    holds none when it forks workers (an SQLite connection must not be shared across a fork)."""
+    created = study(spec, db_path)
+    backend = getattr(created._storage, "_backend", created._storage)  # optuna wraps RDBStorage in a cache
+    engine = getattr(backend, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 def suggest(trial: Any, param: Param) -> Any:
     if param.kind == "value":
         return param.value

@@ -3,9 +3,11 @@
 Each trial is a Ray trainable (a function) that runs :func:`trainforge.sweeps.trial.run_trial` and reports every
 epoch's metrics with ``ray.tune.report``; ``scheduler: asha`` stops poor trials early (ASHA), ``method: optuna``
 uses Ray's OptunaSearch. ``ray: {address: null}`` starts a local Ray instance with ``parallel`` CPUs (stopped
-at the end); ``address: auto`` or ``ray://host:10001`` joins an existing cluster. Tune's experiment lives in
-``<sweep dir>/ray``; when it exists, the same command restores it instead of starting again. At the end every
-Ray trial is written into the sweep's SQLite file, so the report is the same as for the local backend.
+at the end); ``address: auto``, ``host:6379`` or ``ray://host:10001`` joins an existing cluster (left running).
+Tune's experiment lives in ``<sweep dir>/ray``; when it exists, the same command restores it instead of starting
+again (``Tuner.restore``): finished and failed trials are kept, unfinished ones run (Ctrl-C stops Tune, which
+saves its state; the command then says so and exits). At the end every finished Ray trial is written into the
+sweep's SQLite file, so the report is the same as for the local backend.
 Imported only for ray sweeps (``pip install 'trainforge[ray]'``).
 """
 
@@ -72,8 +74,9 @@ def _trainable(config: dict[str, Any], spec_dict: dict[str, Any], sweep_dir: str
     spec = SweepSpec.from_dict(spec_dict)
     params = {name: config[name] for name in spec.parameters}
     number = int(tune.get_context().get_trial_id().split("_")[-1])
-    result = run_trial(spec, number, params, sweep_dir, callbacks=[_TuneReport()])
-    tune.report({"trainforge_value": float(result["value"]), "trial_number": number})
+    # Every epoch was reported by _TuneReport; a last report without the sweep's metric would fail Tune's strict
+    # metric check (TuneConfig(metric=...)), and _record computes the trial's value from the epoch rows.
+    run_trial(spec, number, params, sweep_dir, callbacks=[_TuneReport()])
 
 
 def run_ray(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = print) -> None:
@@ -86,12 +89,26 @@ def run_ray(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = pri
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials keep the sweep's working directory
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started_here = not ray.is_initialized()
+    env_vars = {"OMP_NUM_THREADS": "1", "RAY_CHDIR_TO_TRIAL_DIR": "0"}
     if started_here:
-        if spec.ray_address:
-            ray.init(address=spec.ray_address, log_to_driver=False)
+        if spec.ray_address:  # join: never starts a cluster; an unreachable address is an error
+            try:
+                _check_reachable(spec.ray_address)  # Ray itself retries an unreachable address for minutes
+                ray.init(address=spec.ray_address, log_to_driver=False, runtime_env={"env_vars": env_vars})
+            except (ConnectionError, RuntimeError, OSError) as exc:
+                from trainforge.errors import ConfigError
+
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError([
+                    f"ray.address: cannot connect to the Ray cluster at {spec.ray_address!r} ({first}). Fix: give "
+                    "the address `ray status` prints on the head node (host:6379, auto, or ray://host:10001); a "
+                    "cluster with token authentication also needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN here.",
+                ], what="sweep") from exc
+            cpus = ray.cluster_resources().get("CPU", 0)
+            log(f"[sweep] joined the Ray cluster at {spec.ray_address}: {len(ray.nodes())} node(s), {cpus:g} CPUs")
         else:
             ray.init(num_cpus=spec.parallel, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+                     runtime_env={"env_vars": env_vars})
     try:
         trainable = tune.with_resources(tune.with_parameters(_trainable, spec_dict=spec.to_dict(),
                                                              sweep_dir=sweep_dir), {"cpu": 1})
@@ -103,10 +120,25 @@ def run_ray(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = pri
             tuner = tune.Tuner(trainable, param_space=search_space(spec), tune_config=_tune_config(spec),
                                run_config=tune.RunConfig(name=spec.name, storage_path=storage, verbose=0))
         grid = tuner.fit()
-        _record(spec, store, grid)
+        unfinished = _record(spec, store, grid)
     finally:
-        if started_here and not spec.ray_address:
+        if started_here:  # stops the local instance; for a cluster given by address, only disconnects
             ray.shutdown()
+    if unfinished:  # Tune stops on SIGINT/SIGUSR1 and saves its state instead of raising
+        log(f"[sweep] interrupted with {unfinished} Ray trial(s) unfinished; run the same command again to resume")
+        raise KeyboardInterrupt
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Raise ``OSError`` when nothing accepts a TCP connection at ``host:port`` / ``ray://host:port`` (``auto``
+    and other forms are left to Ray)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        pass
 
 
 def _tune_config(spec: SweepSpec) -> Any:
@@ -129,13 +161,21 @@ def _tune_config(spec: SweepSpec) -> Any:
                            scheduler=scheduler, max_concurrent_trials=spec.parallel)
 
 
-def _record(spec: SweepSpec, store: SweepStore, grid: Any) -> None:
-    """Write each Ray trial into the sweep's SQLite file as a finished ``sweep-trial`` job."""
+def _record(spec: SweepSpec, store: SweepStore, grid: Any) -> int:
+    """Write each finished Ray trial into the sweep's SQLite file as a finished ``sweep-trial`` job; returns how
+    many were not finished (an interrupted experiment: restoring it runs them)."""
     from trainforge.sweeps.trial import best_value, trial_dir
 
     queue = store.queue
     worker = "ray"
+    unfinished = 0
     for index, result in enumerate(grid):
+        # Tune marks the last result ``done`` when the trainable returned or a scheduler (ASHA) stopped the trial;
+        # a trial stopped because the experiment was interrupted is not done (and not an error): it runs again
+        # when the experiment is restored.
+        if result.error is None and not (result.metrics or {}).get("done"):
+            unfinished += 1
+            continue
         params = {name: result.config.get(name) for name in spec.parameters}
         frame = result.metrics_dataframe
         rows = [] if frame is None else [
@@ -162,6 +202,7 @@ def _record(spec: SweepSpec, store: SweepStore, grid: Any) -> None:
             stopped_early = spec.scheduler == "asha" and 0 < len(rows) < epochs
             queue.complete(job_id, worker, {"params": params, "history": rows, "value": value, "best_epoch": epoch,
                                             "pruned": stopped_early, "run_dir": run_dir})
+    return unfinished
 
 
 def _hold(queue: Any, job_id: int, worker: str, duration_s: float) -> None:

@@ -22,6 +22,7 @@ Schema (close to W&B's sweep configuration, so an existing W&B file mostly works
     pruner: {type: median, n_startup_trials: 5, n_warmup_steps: 0}   # optuna; type none disables
     scheduler: asha                 # ray only: asha | fifo
     ray: {address: null}            # ray only: null starts a local instance; "auto" or "ray://host:10001"
+    trial_plots: false              # per-trial plots/*.png (off: the sweep writes its own plot at the end)
 
 Distributions: ``uniform``, ``log_uniform_values`` (alias ``log-uniform``, ``loguniform``), ``int_uniform``
 (alias ``int``), ``categorical`` (with ``values``), ``constant`` (with ``value``), and W&B's ``log_uniform`` whose
@@ -57,7 +58,8 @@ DISTRIBUTIONS = {
     "log_uniform": "log_uniform_exponent",  # W&B: min/max are exponents of e
 }
 KEYS = ("name", "method", "metric", "parameters", "n_trials", "run_cap", "parallel", "backend", "base_config",
-        "model", "data", "task", "seed", "output_dir", "pruner", "scheduler", "ray", "lease_s", "max_attempts")
+        "model", "data", "task", "seed", "output_dir", "pruner", "scheduler", "ray", "lease_s", "max_attempts",
+        "trial_plots")
 WANDB_ONLY_KEYS = ("program", "command", "project", "entity", "description", "early_terminate")
 SECTIONS = ("model", "data", "task")
 
@@ -104,6 +106,7 @@ class SweepSpec:
     ray_address: str | None = None
     lease_s: float = 60.0
     max_attempts: int = 3
+    trial_plots: bool = False
     source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,6 +203,10 @@ def parse_sweep(data: dict[str, Any], *, source: str | None = None, base_dir: Pa
     if not _is_int(max_attempts) or max_attempts < 1:
         problems.append(f"max_attempts: must be a positive integer, got {max_attempts!r}.")
         max_attempts = 3
+    trial_plots = data.get("trial_plots", False)
+    if not isinstance(trial_plots, bool):
+        problems.append(f"trial_plots: must be true or false, got {trial_plots!r}.")
+        trial_plots = False
     name = str(data.get("name") or (Path(source).stem if source else "sweep"))
     base_run = _base_run(data, base_dir, problems)
     if base_run is not None and params:
@@ -211,7 +218,8 @@ def parse_sweep(data: dict[str, Any], *, source: str | None = None, base_dir: Pa
     return SweepSpec(name=name, method=method, metric=metric, goal=goal, parameters=params, n_trials=int(n_trials),
                      parallel=int(parallel), backend=str(backend), base_run=base_run, output_dir=output_dir,
                      seed=int(seed), pruner=pruner, scheduler=scheduler, ray_address=ray.get("address"),
-                     lease_s=float(lease_s), max_attempts=int(max_attempts), source=source)
+                     lease_s=float(lease_s), max_attempts=int(max_attempts), trial_plots=trial_plots,
+                     source=source)
 
 
 # ---------------------------------------------------------------------- pieces

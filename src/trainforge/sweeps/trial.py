@@ -25,14 +25,16 @@ def trial_dir(sweep_dir: str | Path, number: int) -> Path:
 
 
 def trial_run_spec(spec: SweepSpec, number: int, params: dict[str, Any], sweep_dir: str | Path) -> dict[str, Any]:
-    """The trial's run spec: its parameters applied, its own run directory, no progress bar. When the base config
-    checkpoints, the trial checkpoints into its run directory and a re-run resumes from there."""
+    """The trial's run spec: its parameters applied, its own run directory, no progress bar, no plots unless
+    ``trial_plots``. When the base config checkpoints, the trial checkpoints into its run directory and a re-run
+    resumes from there."""
     run = apply_params(spec.base_run, params)
     out = trial_dir(sweep_dir, number).resolve()
     training = run["training"]
     training["output_dir"] = str(out)
     training["run_name"] = f"{spec.name}-trial-{number:04d}"
     training["progress_bar"] = False
+    training["plots"] = spec.trial_plots  # the sweep plots metric vs parameters itself; per-trial PNGs are opt-in
     if training.get("checkpoint_dir"):
         training["checkpoint_dir"] = str(out / "checkpoints")
         training["resume_from_checkpoint"] = "auto"

@@ -297,7 +297,8 @@ class Trainer:
         if dist_env.is_main:  # plots into the run directory, then the final row of the experiment database
             from trainforge.tracking.run import finish_run
 
-            finish_run(tracker, results, status="interrupted" if results.get("preempted") else "finished")
+            finish_run(tracker, results, status="interrupted" if results.get("preempted") else "finished",
+                       plots=cfg.plots)
         self.results = results
         return results
 
