@@ -3,6 +3,7 @@
 Run (from the repository root)::
 
     python benchmarks/bench_ddp.py                 # writes benchmarks/results/ddp.md (about a minute)
+    python benchmarks/bench_ddp.py --strategy fsdp # the same for FSDP: benchmarks/results/fsdp.md
     python benchmarks/bench_ddp.py --quick         # seconds, tiny sizes; prints only (checks the script)
 
 What is measured: ``Trainer`` on the GPT ``--model`` preset over the embedded byte corpus, ``--epochs`` epochs, a
@@ -46,6 +47,7 @@ def worker(args: argparse.Namespace) -> None:
     task = TaskSpec.language_modeling(name="bench", vocab_size=mc.vocab_size, max_seq_len=mc.max_seq_len)
     cfg = TrainingConfig.from_dict({**get_preset("tiny"), "batch_size": args.global_batch // world,
                                     "epochs": args.epochs, "progress_bar": False, "log_every_n_steps": 10_000,
+                                    "strategy": args.strategy,
                                     "output_dir": str(Path(args.out).with_suffix(".run"))})
     results = Trainer(model, mc, cfg, task).train(train)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -59,7 +61,7 @@ def run_once(nproc: int, args: argparse.Namespace, out: Path) -> dict[str, float
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = str(args.threads)
     common = ["--worker", "--out", str(out), "--model", args.model, "--max-bytes", str(args.max_bytes),
-              "--global-batch", str(args.global_batch), "--epochs", str(args.epochs)]
+              "--global-batch", str(args.global_batch), "--epochs", str(args.epochs), "--strategy", args.strategy]
     if nproc == 1:
         cmd = [sys.executable, __file__, *common]
     else:
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--strategy", default="ddp", choices=("ddp", "fsdp"), help="what the 2 processes run")
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -97,9 +100,10 @@ def main() -> None:
     med = {n: statistics.median(x["tokens_per_s"] for x in rs) for n, rs in runs.items()}
     wall = {n: statistics.median(x["wall_s"] for x in rs) for n, rs in runs.items()}
     lines = [
-        "# DDP on CPU: 2 processes vs 1 (benchmarks/bench_ddp.py)",
+        f"# {args.strategy.upper()} on CPU: 2 processes vs 1 (benchmarks/bench_ddp.py)",
         "",
-        f"Command: `python benchmarks/bench_ddp.py{' --quick' if args.quick else ''}` | model preset `{args.model}`, "
+        f"Command: `python benchmarks/bench_ddp.py{' --quick' if args.quick else ''}"
+        f"{' --strategy fsdp' if args.strategy == 'fsdp' else ''}` | model preset `{args.model}`, "
         f"global batch {args.global_batch}, {runs[1][0]['samples']} blocks, {args.epochs} epochs "
         f"({runs[1][0]['steps']} optimizer steps), OMP_NUM_THREADS={args.threads} per process, "
         f"median of {args.repeats}.",
@@ -114,7 +118,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.quick:
-        out = Path(__file__).with_name("results") / "ddp.md"
+        out = Path(__file__).with_name("results") / f"{args.strategy}.md"
         out.write_text(text)
         print(f"written to {out}")
 

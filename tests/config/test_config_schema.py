@@ -425,8 +425,9 @@ PINNED: list[tuple[dict[str, Any], str]] = [
         "Fix: list at least one of 'onnx', 'torchscript', 'safetensors', or set export_bundle=False.",
     ),
     (
-        {"strategy": "fsdp", "device": "cpu"},
-        "strategy: 'fsdp' needs CUDA devices, but device is 'cpu', got 'fsdp'. Fix: use strategy='ddp' on CPU, or device='auto'/'cuda'.",
+        {"strategy": "fsdp", "device": "mps"},
+        "strategy: 'fsdp' runs on CUDA (nccl) or CPU (gloo) devices, but device is 'mps' (no process-group backend "
+        "shards on it), got 'fsdp'. Fix: use device='cpu' or 'cuda', or strategy='auto' on mps.",
     ),
 ]
 

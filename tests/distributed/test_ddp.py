@@ -7,59 +7,17 @@ uninterrupted 2-process run and the killed one are module fixtures shared by the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from tests.distributed.launch_helpers import TIMEOUT, assert_same_weights, results, run, weights
+from tests.distributed.launch_helpers import env as _env
 
 pytestmark = pytest.mark.xdist_group("ddp")  # one worker runs the shared torchrun fixtures once
-
-SCRIPT = Path(__file__).with_name("ddp_script.py")
-REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 120
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")}
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    return env
-
-
-def _torchrun() -> list[str]:
-    script = Path(sys.executable).with_name("torchrun")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "torch.distributed.run"]
-
-
-def run(out: Path, *args: str, nproc: int = 2, check: bool = True) -> subprocess.CompletedProcess[str]:
-    if nproc > 1:
-        cmd = [*_torchrun(), "--standalone", f"--nproc_per_node={nproc}", str(SCRIPT)]
-    else:
-        cmd = [sys.executable, str(SCRIPT)]
-    proc = subprocess.run([*cmd, "--out", str(out), *args], env=_env(), capture_output=True, text=True,
-                          timeout=TIMEOUT, cwd=out.parent)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def weights(out: Path) -> dict[str, torch.Tensor]:
-    return torch.load(out / "final.pt", weights_only=True)
-
-
-def results(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text())
-
-
-def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1e-5) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=lambda m, k=key: f"{k}: {m}")
 
 
 @pytest.fixture(scope="module")

@@ -386,13 +386,14 @@ def cross_field_problems(v: Mapping[str, Any], ok: set[str]) -> list[str]:
                 f"list at least one of {quote_list(EXPORT_FORMATS)}, or set export_bundle=False.",
             )
         )
-    if both("strategy", "device") and v["strategy"] == "fsdp" and v["device"] in ("cpu", "mps"):
+    if both("strategy", "device") and v["strategy"] == "fsdp" and v["device"] == "mps":
         found.append(
             problem(
                 "strategy",
-                f"'fsdp' needs CUDA devices, but device is {v['device']!r}",
+                "'fsdp' runs on CUDA (nccl) or CPU (gloo) devices, but device is 'mps' (no process-group backend "
+                "shards on it)",
                 "fsdp",
-                "use strategy='ddp' on CPU, or device='auto'/'cuda'.",
+                "use device='cpu' or 'cuda', or strategy='auto' on mps.",
             )
         )
     return found

@@ -22,7 +22,7 @@ class DistEnv:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    strategy: str = "single"  # "single" | "ddp": what ``Trainer`` wraps the model in
+    strategy: str = "single"  # "single" | "ddp" | "fsdp": what ``Trainer`` wraps (or shards) the model in
 
     @property
     def is_main(self) -> bool:
@@ -33,9 +33,16 @@ class DistEnv:
         return self.world_size > 1
 
     def sum(self, t: Tensor) -> Tensor:
-        """All-reduce sum (returns a new tensor; the input is unchanged)."""
+        """All-reduce sum (returns a new tensor; the input is unchanged).
+
+        A ``DTensor`` (under FSDP, e.g. a gradient norm and what is computed from it) is summed as its full value.
+        """
         if not self.enabled:
             return t
+        from torch.distributed.tensor import DTensor
+
+        if isinstance(t, DTensor):
+            t = t.full_tensor()
         out = t.clone()
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
@@ -44,9 +51,21 @@ class DistEnv:
         if self.enabled:
             dist.barrier()
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP: the model's parameters are shards, so its forward is collective (every rank must run it)."""
+        return self.strategy == "fsdp"
+
     @contextlib.contextmanager
     def no_sync(self, model: nn.Module, enabled: bool) -> Iterator[None]:
-        """Skip DDP's gradient all-reduce on accumulation micro-steps that are not the window's last."""
+        """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP) on accumulation micro-steps that are not
+        the window's last."""
+        if self.sharded:
+            from trainforge.distributed.fsdp import set_gradient_sync
+
+            set_gradient_sync(model, not enabled)  # set on every micro-step: the window's last one syncs
+            yield
+            return
         no_sync = getattr(model, "no_sync", None)
         if enabled and self.enabled and callable(no_sync):
             with no_sync():
@@ -63,19 +82,15 @@ def backend_for(cuda: bool) -> str:
 def from_environment(strategy: str = "auto") -> DistEnv:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1) unless strategy is 'single'.
 
-    ``strategy='auto'`` and ``'ddp'`` give DDP; ``'fsdp'`` is refused (not implemented yet, see
-    docs/distributed.md); one process (no torchrun) is plain training whatever the strategy says.
+    ``strategy='auto'`` and ``'ddp'`` give DDP, ``'fsdp'`` FSDP (FSDP2 ``fully_shard``, see docs/distributed.md).
+    One process without torchrun is plain training whatever the strategy says; ``'fsdp'`` under
+    ``torchrun --nproc_per_node 1`` shards over a process group of one (FSDP's code path and mixed precision, no
+    memory saving).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or strategy == "single":
+    fsdp_of_one = strategy == "fsdp" and world == 1 and "RANK" in os.environ and "MASTER_ADDR" in os.environ
+    if (world <= 1 and not fsdp_of_one) or strategy == "single":
         return DistEnv()
-    if strategy == "fsdp":
-        from trainforge.errors import ConfigError
-
-        raise ConfigError(["strategy: 'fsdp' is not implemented in this version of trainforge (sharded checkpoints "
-                           "and optimizer state are not written yet), so it is refused rather than silently "
-                           "replaced. Fix: use strategy='ddp' (every process holds the whole model) or a smaller "
-                           "model / precision='bf16-mixed' per device."], what="distributed")
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
@@ -83,7 +98,7 @@ def from_environment(strategy: str = "auto") -> DistEnv:
         if torch.cuda.is_available():
             torch.cuda.set_device(local % torch.cuda.device_count())
         dist.init_process_group(backend=backend)
-    return DistEnv(rank=rank, world_size=world, local_rank=local, strategy="ddp")
+    return DistEnv(rank=rank, world_size=world, local_rank=local, strategy="fsdp" if strategy == "fsdp" else "ddp")
 
 
 def shutdown() -> None:

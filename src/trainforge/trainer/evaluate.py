@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -25,17 +25,21 @@ def evaluate(
 ) -> dict[str, float]:
     """``{"loss": ..., "perplexity": ..., "accuracy": ...}`` (per the task), token-weighted over all batches.
 
-    ``reduce`` sums the raw metric tensors across processes in distributed runs.
+    ``reduce`` sums the raw metric tensors across processes in distributed runs. A sharded (FSDP) model's forward
+    is collective, so its ranks evaluate in lock step: a rank whose shard of the data ran out repeats its last
+    batch, without counting it, until every rank is done.
     """
     was_training = model.training
     model.eval()
     metrics = task.new_metrics()
     try:
-        for raw in batches:
+        for raw, counted in _lockstep(model, batches):
             batch = to_device(raw)
             labels = task.targets(batch)
             with autocast():
                 out = adapter.forward(model, batch, labels)
+            if not counted:
+                continue
             if out.logits is None:
                 # A loss-only model: its mean loss weighted by the target count is all we can report.
                 count = task.count_targets(labels)
@@ -48,3 +52,30 @@ def evaluate(
     if reduce is not None:
         return metrics.compute_from(reduce(metrics.tensors()))
     return metrics.compute()
+
+
+def _lockstep(model: nn.Module, batches: Iterable[Mapping[str, Tensor]]) -> Iterator[tuple[Mapping[str, Tensor], bool]]:
+    """``(batch, counted)``: the batches, then (FSDP with several ranks) uncounted repeats while another rank
+    still has batches."""
+    import torch.distributed as dist
+
+    from trainforge.distributed.fsdp import is_fsdp, ranks_with_batch
+
+    if not (is_fsdp(model) and dist.is_initialized() and dist.get_world_size() > 1):
+        yield from ((raw, True) for raw in batches)
+        return
+    device = next(model.parameters()).device
+    last: Mapping[str, Tensor] | None = None
+    it = iter(batches)
+    while True:
+        raw = next(it, None)
+        if ranks_with_batch(raw is not None, device) == 0:
+            return
+        if raw is not None:
+            last = raw
+            yield raw, True
+        elif last is None:
+            raise RuntimeError("FSDP evaluation: this rank has no validation batch while others do. Fix: use at "
+                               "least as many validation samples as processes.")
+        else:
+            yield last, False

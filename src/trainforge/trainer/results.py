@@ -15,12 +15,16 @@ def build_results(
     state: TrainState,
     model: nn.Module,
     *,
+    final_state: dict[str, Any] | None = None,
     checkpoint_dir: str | None,
     run_dir: Path,
     training_time_s: float,
     extras: dict[str, Any],
 ) -> dict[str, Any]:
-    """The quick reference's five keys plus extras; ``metrics_summary`` is a pandas DataFrame."""
+    """The quick reference's five keys plus extras; ``metrics_summary`` is a pandas DataFrame.
+
+    ``final_state``: the final weights when ``model.state_dict()`` does not hold them whole (FSDP gathers them).
+    """
     import pandas as pd  # imported here: pandas is slow to import and only needed once per run
 
     history = state.history
@@ -32,7 +36,8 @@ def build_results(
         "metrics_summary": pd.DataFrame(history),
         "best_epoch": state.best_epoch,
         "checkpoint_paths": paths,
-        "final_model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "final_model_state": final_state if final_state is not None
+        else {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "val_loss_history": val_losses,
         "best_metric": state.best_metric,
         "best_checkpoint": str(best_file) if best_file is not None and best_file.exists() else None,

@@ -36,6 +36,7 @@ from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
 from trainforge.data.tensor_loader import TensorBatchLoader, is_tensor_backed
 from trainforge.data.tokenizers import check_vocab, save_tokenizer
+from trainforge.distributed import fsdp
 from trainforge.distributed.env import DistEnv, from_environment, rebase_batches
 from trainforge.distributed.sampling import EvalShardSampler
 from trainforge.errors import CheckpointError, ConfigError, DataError, TrainforgeError
@@ -105,6 +106,7 @@ class Trainer:
         self.training_config = training_config if training_config is not None else TrainingConfig()
         self.task_spec = task_spec
         self.callbacks = list(callbacks)
+        self._skeleton: nn.Module | None = None  # FSDP: the plain module on the meta device (set by train)
         _check_model_config(config, task_spec)
 
     # ------------------------------------------------------------------ train
@@ -130,8 +132,19 @@ class Trainer:
 
         train_loader, sampler, samples_per_batch, val_loader = self._loaders(train_data, val_data, dist_env)
         model = self.model.to(device)
-        adapter = ModelAdapter(model, task)
         precision = resolve_precision(cfg.precision, cfg.use_amp, device)
+        skeleton = None
+        if dist_env.sharded:  # FSDP shards in place, before the optimizer sees the parameters (now DTensor shards)
+            if fsdp.is_fsdp(model):
+                raise ConfigError(["strategy='fsdp' shards the model in place, and this model is already sharded "
+                                   "(by an earlier train() or fully_shard). Fix: build a fresh model (load the "
+                                   "checkpoint to continue), or train it under strategy='fsdp' only once."],
+                                  what="Trainer.train")
+            fsdp.check_backend(device)
+            skeleton = fsdp.plain_skeleton(model)  # on the meta device: checkpoint checks and the export's module
+            fsdp.shard(model, precision, device)
+        self._skeleton = skeleton
+        adapter = ModelAdapter(model, task)
         optimizer = build_optimizer(model, cfg, device)
         steps_per_epoch = _steps_per_epoch(train_loader, cfg.gradient_accumulation_steps)
         total_steps = _total_steps(cfg, steps_per_epoch)
@@ -163,13 +176,17 @@ class Trainer:
         task.validate_batch(first)
         with autocast_factory(precision, device)():
             mode = adapter.probe(model, first, task.targets(first))
+        if dist_env.sharded:  # the root keeps its parameters unsharded after a forward: back to the DTensor shards
+            fsdp.reshard(model)  # (``model.parameters()`` below must be the optimizer's, for clipping)
         kernels = enable_fast_sdpa(device)
         attention = describe_attention(model)
         from trainforge.tracking.memory import estimate_before_training
 
+        # (not under FSDP: the sample forward is collective there, and the estimate is of an unsharded model)
         memory = estimate_before_training(model, first, adapter, task, autocast_factory(precision, device),
                                           optimizer=optimizer, device=device,
-                                          accumulation=cfg.gradient_accumulation_steps) if dist_env.is_main else None
+                                          accumulation=cfg.gradient_accumulation_steps) \
+            if dist_env.is_main and not dist_env.sharded else None
 
         from trainforge.logging import ProgressBar, build_loggers  # after validation: no files for bad input
 
@@ -217,10 +234,12 @@ class Trainer:
                 return
             # Checkpoints hold the epoch's running sums over all ranks, so they resume on any world size.
             sums = (dist_env.sum(st.epoch_loss_sum), dist_env.sum(st.epoch_targets)) if dist_env.enabled else None
+            # FSDP: gathering the full model and optimizer state is collective, so every rank builds the payload
+            payload = self._payload(model, optimizer, scheduler, scaler, st, callbacks, parts, run_name, kind) \
+                if dist_env.is_main or dist_env.sharded else {}
             if dist_env.is_main:
                 path = {"epoch": epoch_path(manager.directory, st.epoch), "step": step_path(manager.directory,
                         st.global_step), "best": manager.directory / BEST}[kind]
-                payload = self._payload(model, optimizer, scheduler, scaler, st, callbacks, parts, run_name, kind)
                 if sums is not None:
                     payload["state"].update(epoch_loss_sum=sums[0].cpu(), epoch_targets=sums[1].cpu())
                 try:
@@ -274,18 +293,21 @@ class Trainer:
                 ) from exc
             raise
         progress.close()
+        # FSDP: the full weights, gathered to rank 0 (other ranks get {}); the plain module's keys either way
+        final_state = fsdp.full_model_state(model) if dist_env.sharded else None
         results = build_results(
-            state, model, checkpoint_dir=cfg.checkpoint_dir, run_dir=run_dir,
+            state, model, final_state=final_state, checkpoint_dir=cfg.checkpoint_dir, run_dir=run_dir,
             training_time_s=time.perf_counter() - started,
             extras={"precision": precision, "attention_implementation": attention, "sdpa_kernels": kernels,
                     "loss_mode": mode, "device": str(device), "world_size": dist_env.world_size,
-                    "checkpoint_errors": checkpoint_errors, "run_name": run_name,
+                    "strategy": dist_env.strategy, "checkpoint_errors": checkpoint_errors, "run_name": run_name,
                     "skipped_steps": len(state.skipped_steps), "skipped_step_records": list(state.skipped_steps),
                     "nan_rollbacks": state.nan_rollbacks, "preempted": preemption.received is not None},
         )
         results["final_model_state"] = canonical_state_dict(results["final_model_state"])
         if cfg.export_bundle and dist_env.is_main:
-            results.update(self._export(model, run_name, tokenizer))
+            plain = model if skeleton is None else fsdp.materialize(skeleton, results["final_model_state"])
+            results.update(self._export(plain, run_name, tokenizer))
         tokens_per_s = [r["tokens_per_s"] for r in state.history if isinstance(r.get("tokens_per_s"), float)]
         results["telemetry"] = parts.telemetry.summary(results["training_time_s"],
                                                        sum(tokens_per_s) / len(tokens_per_s) if tokens_per_s else None)
@@ -354,8 +376,14 @@ class Trainer:
             val = limit_samples(val, cfg.max_val_samples)
             val_sampler = None
             if dist_env.enabled and not isinstance(val, IterableDataset):
+                n_val = len(val)  # type: ignore[arg-type]
+                if dist_env.sharded and n_val < dist_env.world_size:
+                    raise DataError(f"strategy='fsdp' evaluates in lock step (the sharded forward is collective), "
+                                    f"so each of the {dist_env.world_size} processes needs a validation sample, but "
+                                    f"val_data has {n_val}. Fix: use at least {dist_env.world_size} validation "
+                                    "samples, or no validation.")
                 # every sample once over all ranks (no padding): the summed metrics equal one process's
-                val_sampler = EvalShardSampler(len(val), dist_env.rank, dist_env.world_size)  # type: ignore[arg-type]
+                val_sampler = EvalShardSampler(n_val, dist_env.rank, dist_env.world_size)
             val_loader = _loader(val, cfg.eval_batch_size or cfg.batch_size, val_sampler, collate,
                                  cfg.num_workers, cfg.seed)
         return train_loader, sampler, samples_per_batch, val_loader
@@ -414,13 +442,22 @@ class Trainer:
         scaler: torch.amp.GradScaler | None, state: TrainState, callbacks: list[Any], device: torch.device,
     ) -> dict[str, Any] | None:
         source = ckpt["_path"]
-        load_model_state(model, ckpt["model"], source)
+        skeleton = self._skeleton  # set under FSDP: rank 0's full state is broadcast, each rank keeps its shard
+        if skeleton is not None:
+            if ckpt["model"]:  # every rank holds a checkpoint file (and checks it); a snapshot only on rank 0
+                fsdp.check_model_state(skeleton, ckpt["model"], source)
+            fsdp.load_full_model_state(model, canonical_state_dict(ckpt["model"]))
+        else:
+            load_model_state(model, ckpt["model"], source)
         if ckpt.get("format_version", 0) < 1 or "state" not in ckpt:
             warnings.warn(f"{source!r} holds model weights only (an older format): optimizer, schedule and "
                           "counters start fresh.", stacklevel=3)
             return None
         try:
-            optimizer.load_state_dict(ckpt["optimizer"])
+            if skeleton is not None:
+                fsdp.load_full_optimizer_state(model, optimizer, ckpt["optimizer"])
+            else:
+                optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"The optimizer state in {source!r} does not fit this model's parameters ({exc}). "
                                   "Fix: resume with the same model and weight_decay grouping.") from exc
@@ -441,19 +478,24 @@ class Trainer:
         self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, state: TrainState,
         callbacks: list[Any], parts: Parts, run_name: str, kind: str,
     ) -> dict[str, Any]:
+        if self._skeleton is not None:  # FSDP (collective): the full states on rank 0, one-process format
+            model_state, optim_state = fsdp.full_model_state(model), fsdp.full_optimizer_state(model, optimizer)
+        else:
+            model_state, optim_state = model.state_dict(), optimizer.state_dict()
         return {
             "format_version": FORMAT_VERSION,
             "trainforge_version": __version__,
             "kind": kind,
             "run_name": run_name,
-            "model": canonical_state_dict(model.state_dict()),
-            "optimizer": optimizer.state_dict(),
+            "model": canonical_state_dict(model_state),
+            "optimizer": optim_state,
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "state": state.state_dict(),
             "rng": capture_rng(),
             "sampler": parts.sampler.state_dict() if parts.sampler is not None else None,
             "world_size": parts.dist.world_size,  # with samples_per_batch: the position on another world size
+            "strategy": parts.dist.strategy,  # informational: every strategy writes the one-process format
             "samples_per_batch": parts.samples_per_batch,
             "callbacks": {callback_key(cb, i): cb.state_dict() for i, cb in enumerate(callbacks)
                           if hasattr(cb, "state_dict")},
@@ -501,14 +543,15 @@ def _device_for(name: str, dist_env: DistEnv) -> torch.device:
 
 
 def _wrap(model: nn.Module, cfg: TrainingConfig, dist_env: DistEnv, device: torch.device) -> nn.Module:
-    """What runs forward: compiled and/or DDP-wrapped. Checkpoints always save the plain ``model``."""
+    """What runs forward: compiled and/or DDP-wrapped (FSDP: ``model`` is already sharded in place). Checkpoints
+    always hold the plain module's weights."""
     wrapped: nn.Module = model
     if cfg.compile_mode is not None:
         try:
             wrapped = torch.compile(model, mode=cfg.compile_mode)  # type: ignore[assignment]
         except Exception as exc:  # e.g. an unsupported Python/platform
             warnings.warn(f"torch.compile unavailable ({exc}); training in eager mode.", stacklevel=3)
-    if dist_env.enabled:
+    if dist_env.enabled and not dist_env.sharded:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
