@@ -13,7 +13,9 @@ Tokens/s = trained target tokens / wall time between the end of the last warm-up
 step, timed by a callback's ``on_step_end`` — the steady state, which is what logging could slow down. Each
 backend's one-off cost per ``train()`` call (``wandb.init``, MLflow run creation, plots, database rows) is
 outside that window and reported separately as the fixed cost. Repeats alternate on/off (order reversed on every
-other repeat) so drift hits both alike; the ratio is median(on) / median(off). Target: >= 0.98.
+other repeat) so drift hits both alike; the ratio is median(on) / median(off), and "best" is max(on) / max(off):
+background load only ever slows a repeat down, so the fastest repeat of each is the least disturbed estimate.
+Target: >= 0.98.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class _Clock:
         self.end = now
 
 
-def _one(preset: str, batch: int, steps: int, warmup: int, on: bool, workdir: Path, i: int) -> tuple[float, float]:
+def _one(preset: str, batch: int, steps: int, warmup: int, on: bool, workdir: Path, i: int,
+         log_every: int = 10) -> tuple[float, float]:
     model, cfg = build_model(preset)
     seq = cfg.max_seq_len
     data = torch.randint(0, cfg.vocab_size, (batch * (steps + warmup), seq), generator=torch.Generator().manual_seed(0))
@@ -60,7 +63,7 @@ def _one(preset: str, batch: int, steps: int, warmup: int, on: bool, workdir: Pa
     extra: dict[str, Any] = {"loggers": ["tensorboard", "mlflow"], "use_wandb": True} if on else {"track_runs": False}
     config = TrainingConfig(epochs=1, batch_size=batch, learning_rate=3e-4, progress_bar=False, device="cpu",
                             precision="fp32", run_name=name, output_dir=str(workdir / "runs" / name), seed=0,
-                            log_every_n_steps=10, **extra)
+                            log_every_n_steps=log_every, **extra)
     clock = _Clock(warmup)
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -75,6 +78,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--log-every", type=int, default=10, help="log_every_n_steps of both runs (default 10)")
+    parser.add_argument("--only", choices=["bench_tiny", "bench"], help="run one case")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,25 +89,29 @@ def main() -> int:
     cases = [("bench_tiny", 8, 300, 20), ("bench", 16, 40, 5)]
     if args.quick:
         cases, args.repeats = [("bench_tiny", 8, 30, 5)], 1
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} repeats; target >= {TARGET}")
+    if args.only:
+        cases = [c for c in cases if c[0] == args.only]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} repeats, a log line every "
+          f"{args.log_every} steps; target >= {TARGET}")
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         os.environ.setdefault("WANDB_DIR", str(workdir / "wandb"))
         _one("bench_tiny", 8, 10, 2, True, workdir, -1)  # warm every lazy import (wandb, mlflow, tensorboard, mpl)
         _one("bench_tiny", 8, 10, 2, False, workdir, -1)
-        print(f"{'case':12s} {'off tok/s':>10s} {'on tok/s':>10s} {'on/off':>7s} {'fixed off s':>12s} "
+        print(f"{'case':12s} {'off tok/s':>10s} {'on tok/s':>10s} {'on/off':>7s} {'best':>6s} {'fixed off s':>12s} "
               f"{'fixed on s':>11s}")
         for preset, batch, steps, warmup in cases:
             res: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
             for r in range(args.repeats):
                 for on in ((True, False) if r % 2 == 0 else (False, True)):
-                    res[on].append(_one(preset, batch, steps, warmup, on, workdir, r))
+                    res[on].append(_one(preset, batch, steps, warmup, on, workdir, r, args.log_every))
             on_tps = statistics.median(t for t, _ in res[True])
             off_tps = statistics.median(t for t, _ in res[False])
             ratio = on_tps / off_tps
+            best = max(t for t, _ in res[True]) / max(t for t, _ in res[False])
             ok &= ratio >= TARGET or args.quick
-            print(f"{preset:12s} {off_tps:10.0f} {on_tps:10.0f} {ratio:7.3f} "
+            print(f"{preset:12s} {off_tps:10.0f} {on_tps:10.0f} {ratio:7.3f} {best:6.3f} "
                   f"{statistics.median(f for _, f in res[False]):12.2f} {statistics.median(f for _, f in res[True]):11.2f}")
     return 0 if ok else 1
 
