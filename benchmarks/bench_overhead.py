@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import gc
 import io
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -53,6 +51,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from machine_info import describe, load_avg  # benchmarks/ is the script's directory: on sys.path
 
 from trainforge import TaskSpec, Trainer, TrainingConfig
 from trainforge.data.corpus import default_lm_dataset
@@ -315,28 +314,8 @@ def import_offenders(limit: int = 10) -> tuple[float, list[tuple[str, float, flo
 
 # ------------------------------------------------------------------------------------------------ report
 def machine() -> str:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    commit = "unknown"
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True, cwd=ROOT).stdout.strip() or "unknown"
-    return (f"- CPU: {cpu}, {os.cpu_count()} cores; torch threads {torch.get_num_threads()} intra-op / "
-            f"{torch.get_num_interop_threads()} inter-op (the same for both sides)\n"
-            f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.system()} "
-            f"{platform.release()}\n"
-            f"- date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}, git {commit} "
-            "(working tree may hold uncommitted changes)")
-
-
-def load() -> str:
-    with contextlib.suppress(OSError, AttributeError):
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return "unknown"
+    return describe(f"{torch.get_num_threads()} intra-op / {torch.get_num_interop_threads()} inter-op (the same for "
+                    "both sides)")
 
 
 def report(results: list[dict[str, Any]], imports: tuple[list[float], list[float]],
@@ -411,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = QUICK_CASES if quick else FULL_CASES
     out = args.out if args.out is not None else (None if quick else DEFAULT_OUT)
 
-    header = machine() + f"\n- load average before: {load()}"
+    header = machine() + f"\n- load average before: {load_avg()}"
     print(header, flush=True)
     results = []
     for case in cases:
@@ -423,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     uncached = import_times(1 if quick else 5, python_env(False))
     delta = statistics.median(imports[1]) - statistics.median(imports[0])
     offenders = import_offenders() if delta > 0.1 else None
-    header += f"; after: {load()} (other processes share this machine; see the min–max spread)"
+    header += f"; after: {load_avg()} (other processes share this machine; see the min–max spread)"
     table = report(results, imports, uncached, offenders, repeats, quick)
     print()
     print(table)

@@ -46,14 +46,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import gc
 import io
 import json
 import logging
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -67,6 +65,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from machine_info import cpu_name, describe, load_avg  # benchmarks/ is the script's directory: on sys.path
 from torch import Tensor, nn
 
 import trainforge
@@ -778,38 +777,15 @@ def mark(ok: bool) -> str:
     return "✅" if ok else "❌"
 
 
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def machine(threads: int) -> str:
-    cpu = cpu_name()
     versions = []
     for mod in ("transformers", "accelerate", "lightning"):
         try:
             versions.append(f"{mod} {__import__(mod).__version__}")
         except Exception:  # the version line must not fail the report
             versions.append(f"{mod} ?")
-    commit = "unknown"
-    with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True, cwd=ROOT).stdout.strip() or "unknown"
-    return (f"- CPU: {cpu}, {os.cpu_count()} cores; torch threads {threads} intra-op / "
-            f"{torch.get_num_interop_threads()} inter-op, the same for every engine (one process)\n"
-            f"- torch {torch.__version__}, {', '.join(versions)}, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}\n"
-            f"- date {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}, git {commit} "
-            "(the working tree may hold uncommitted changes)")
-
-
-def load_avg() -> str:
-    with contextlib.suppress(OSError, AttributeError):
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return "unknown"
+    return describe(f"{threads} intra-op / {torch.get_num_interop_threads()} inter-op, the same for every engine "
+                    "(one process)", versions)
 
 
 def summarize(
