@@ -7,7 +7,6 @@ import secrets
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -20,14 +19,11 @@ from trainforge import __version__
 from trainforge.callbacks.early_stopping import EarlyStopping
 from trainforge.callbacks.nan_guard import NanGuard
 from trainforge.checkpoint.io import (
-    FORMAT_VERSION,
     atomic_write_text,
     canonical_state_dict,
-    load_model_state,
-    safe_load,
 )
-from trainforge.checkpoint.manager import BEST, CheckpointManager, epoch_path, ranked_checkpoints, step_path
-from trainforge.checkpoint.rng import capture_rng, seed_everything
+from trainforge.checkpoint.manager import BEST, CheckpointManager, epoch_path, step_path
+from trainforge.checkpoint.rng import seed_everything
 from trainforge.config import TrainingConfig
 from trainforge.data.collators import get_collator
 from trainforge.data.inputs import as_dataset, limit_samples, split_dataset
@@ -37,25 +33,21 @@ from trainforge.data.streaming import ResumableIterable
 from trainforge.data.tensor_loader import TensorBatchLoader, is_tensor_backed
 from trainforge.data.tokenizers import check_vocab, save_tokenizer
 from trainforge.distributed import fsdp
-from trainforge.distributed.env import DistEnv, from_environment, rebase_batches
+from trainforge.distributed.env import DistEnv, from_environment
 from trainforge.distributed.sampling import EvalShardSampler
 from trainforge.errors import CheckpointError, ConfigError, DataError, TrainforgeError
 from trainforge.notebook.guardrails import check_not_data_parallel, check_notebook_strategy, notebook_device
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
-from trainforge.trainer.events import Event, callback_key, fire
+from trainforge.trainer.events import Event, fire
 from trainforge.trainer.loop import Loader, Parts, _to_device, fit
 from trainforge.trainer.optim import build_optimizer, build_scheduler
 from trainforge.trainer.precision import autocast_factory, make_scaler, resolve_device, resolve_precision
 from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.results import build_results
+from trainforge.trainer.resume import RunCheckpoint, config_dict, find_checkpoint, rebase_position
 from trainforge.trainer.state import TrainState
-
-# Config fields whose change between a checkpoint and a resumed run is expected, so not warned about.
-_RESUME_FREE = {"epochs", "max_steps", "resume_from_checkpoint", "run_name", "output_dir", "progress_bar", "notes",
-                "use_wandb", "wandb_project", "wandb_entity", "tags", "export_bundle", "export_formats", "export_dir",
-                "log_every_n_steps", "checkpoint_dir", "keep_last_n", "on_checkpoint_error"}
 
 
 class Trainer:
@@ -106,7 +98,6 @@ class Trainer:
         self.training_config = training_config if training_config is not None else TrainingConfig()
         self.task_spec = task_spec
         self.callbacks = list(callbacks)
-        self._skeleton: nn.Module | None = None  # FSDP: the plain module on the meta device (set by train)
         _check_model_config(config, task_spec)
 
     # ------------------------------------------------------------------ train
@@ -143,7 +134,6 @@ class Trainer:
             fsdp.check_backend(device)
             skeleton = fsdp.plain_skeleton(model)  # on the meta device: checkpoint checks and the export's module
             fsdp.shard(model, precision, device)
-        self._skeleton = skeleton
         adapter = ModelAdapter(model, task)
         optimizer = build_optimizer(model, cfg, device)
         steps_per_epoch = _steps_per_epoch(train_loader, cfg.gradient_accumulation_steps)
@@ -154,15 +144,17 @@ class Trainer:
         state = TrainState()
         state.reset_epoch_sums(device)
 
+        states = RunCheckpoint(model, optimizer, scheduler, scaler, callbacks, cfg, task, self.model_config, dist_env,
+                               sampler, samples_per_batch, device, skeleton=skeleton)
         resume = resume_from if resume_from is not None else cfg.resume_from_checkpoint
-        checkpoint = self._resume_checkpoint(resume)
+        checkpoint = find_checkpoint(resume, cfg.checkpoint_dir)
         pending_rng = None
         run_name = cfg.run_name
         if checkpoint is not None:
-            pending_rng = self._restore(checkpoint, model, optimizer, scheduler, scaler, state, callbacks, device)
-            _rebase_position(checkpoint, state, samples_per_batch, dist_env, device)
+            pending_rng = states.restore(checkpoint, state)
+            rebase_position(checkpoint, state, samples_per_batch, dist_env, device)
             run_name = run_name or checkpoint.get("run_name")
-        run_name = run_name or _new_run_name()
+        run_name = states.run_name = run_name or _new_run_name()
         run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / run_name
 
         tokenizer = getattr(train_loader, "tokenizer", None)
@@ -201,7 +193,7 @@ class Trainer:
             from trainforge.tracking.run import start_run
 
             tracker = start_run(run_name, run_dir, config=cfg.to_dict(), task_spec=task.to_dict(),
-                                model_config=_config_dict(self.model_config), version=__version__)
+                                model_config=config_dict(self.model_config), version=__version__)
         logger = build_loggers(
             run_dir=str(run_dir), total_epochs=cfg.epochs, use_wandb=cfg.use_wandb, wandb_project=cfg.wandb_project,
             wandb_entity=cfg.wandb_entity, run_name=run_name, notes=cfg.notes, tags=cfg.tags,
@@ -210,7 +202,7 @@ class Trainer:
             loggers=cfg.loggers, extra=[tracker] if tracker is not None else [],
         )
         logger.log_config({"training": cfg.to_dict(), "task": task.to_dict(),
-                           "model": _config_dict(self.model_config), "precision": precision,
+                           "model": config_dict(self.model_config), "precision": precision,
                            "attention": attention, "device": str(device), "world_size": dist_env.world_size})
         if dist_env.is_main:
             n_params = sum(p.numel() for p in model.parameters())
@@ -235,8 +227,7 @@ class Trainer:
             # Checkpoints hold the epoch's running sums over all ranks, so they resume on any world size.
             sums = (dist_env.sum(st.epoch_loss_sum), dist_env.sum(st.epoch_targets)) if dist_env.enabled else None
             # FSDP: gathering the full model and optimizer state is collective, so every rank builds the payload
-            payload = self._payload(model, optimizer, scheduler, scaler, st, callbacks, parts, run_name, kind) \
-                if dist_env.is_main or dist_env.sharded else {}
+            payload = states.payload(st, kind) if dist_env.is_main or dist_env.sharded else {}
             if dist_env.is_main:
                 path = {"epoch": epoch_path(manager.directory, st.epoch), "step": step_path(manager.directory,
                         st.global_step), "best": manager.directory / BEST}[kind]
@@ -265,7 +256,7 @@ class Trainer:
             params=[p for p in model.parameters() if p.requires_grad],
         )
         if cfg.nan_guard:
-            parts.nan_guard = self._nan_guard(parts, model, optimizer, scheduler, scaler, callbacks, run_name, device)
+            parts.nan_guard = self._nan_guard(parts, states)
         parts.preemption = preemption = Preemption()  # SIGTERM/SIGINT: stop at a step boundary, with a checkpoint
         from trainforge.tracking.telemetry import LoopTelemetry, flops_per_token, peak_flops
 
@@ -396,113 +387,21 @@ class Trainer:
                                            cfg.monitor, cfg.monitor_mode))
         return callbacks
 
-    def _nan_guard(
-        self, parts: Parts, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-        callbacks: list[Any], run_name: str, device: torch.device,
-    ) -> NanGuard:
+    def _nan_guard(self, parts: Parts, states: RunCheckpoint) -> NanGuard:
         """The NaN guard, with the in-memory snapshot and restore that a resume would use."""
         def snapshot(st: TrainState) -> dict[str, Any]:
-            payload = self._payload(model, optimizer, scheduler, scaler, st, callbacks, parts, run_name, "snapshot")
+            payload = states.payload(st, "snapshot")
             if parts.pending_rng is not None:  # resumed, RNG not restored yet: the checkpoint's RNG is the state's
                 payload["rng"] = parts.pending_rng
             return payload
 
         def restore(payload: dict[str, Any], st: TrainState) -> dict[str, Any] | None:
             payload["_path"] = f"<last good state in memory, step {payload['state']['global_step']}>"
-            return self._restore(payload, model, optimizer, scheduler, scaler, st, callbacks, device)
+            return states.restore(payload, st)
 
         cfg = self.training_config
         say = parts.progress.write if parts.dist.is_main else (lambda line: None)
         return NanGuard(cfg.nan_max_consecutive, cfg.nan_lr_factor, cfg.nan_max_rollbacks, snapshot, restore, say)
-
-    def _resume_checkpoint(self, resume: str | Path | None) -> dict[str, Any] | None:
-        if resume is None:
-            return None
-        if str(resume) == "auto":
-            directory = self.training_config.checkpoint_dir
-            if directory is None:
-                raise ConfigError(["resume_from='auto' needs checkpoint_dir to search. Fix: set checkpoint_dir, "
-                                   "or pass the checkpoint's path."], what="Trainer.train")
-            for candidate in ranked_checkpoints(directory):  # newest first; unreadable ones are skipped, warned
-                try:
-                    checkpoint = safe_load(candidate)
-                except CheckpointError as exc:
-                    warnings.warn(f"resume_from='auto': skipping {str(candidate)!r}: {exc}", stacklevel=3)
-                    continue
-                checkpoint["_path"] = str(candidate)
-                return checkpoint
-            print(f"[trainforge] resume_from='auto': no checkpoint in {directory!r} yet, starting fresh.")
-            return None
-        checkpoint = safe_load(resume)
-        checkpoint["_path"] = str(resume)
-        return checkpoint
-
-    def _restore(
-        self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-        scaler: torch.amp.GradScaler | None, state: TrainState, callbacks: list[Any], device: torch.device,
-    ) -> dict[str, Any] | None:
-        source = ckpt["_path"]
-        skeleton = self._skeleton  # set under FSDP: rank 0's full state is broadcast, each rank keeps its shard
-        if skeleton is not None:
-            if ckpt["model"]:  # every rank holds a checkpoint file (and checks it); a snapshot only on rank 0
-                fsdp.check_model_state(skeleton, ckpt["model"], source)
-            fsdp.load_full_model_state(model, canonical_state_dict(ckpt["model"]))
-        else:
-            load_model_state(model, ckpt["model"], source)
-        if ckpt.get("format_version", 0) < 1 or "state" not in ckpt:
-            warnings.warn(f"{source!r} holds model weights only (an older format): optimizer, schedule and "
-                          "counters start fresh.", stacklevel=3)
-            return None
-        try:
-            if skeleton is not None:
-                fsdp.load_full_optimizer_state(model, optimizer, ckpt["optimizer"])
-            else:
-                optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"The optimizer state in {source!r} does not fit this model's parameters ({exc}). "
-                                  "Fix: resume with the same model and weight_decay grouping.") from exc
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        state.load_state_dict(ckpt["state"], device)
-        state.stop_requested, state.stop_reason = False, None
-        saved = ckpt.get("callbacks", {})
-        for i, cb in enumerate(callbacks):
-            if hasattr(cb, "load_state_dict") and callback_key(cb, i) in saved:
-                cb.load_state_dict(saved[callback_key(cb, i)])
-        _warn_config_drift(ckpt.get("training_config", {}), self.training_config.to_dict(), source)
-        rng: dict[str, Any] = ckpt["rng"]
-        return rng
-
-    def _payload(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, state: TrainState,
-        callbacks: list[Any], parts: Parts, run_name: str, kind: str,
-    ) -> dict[str, Any]:
-        if self._skeleton is not None:  # FSDP (collective): the full states on rank 0, one-process format
-            model_state, optim_state = fsdp.full_model_state(model), fsdp.full_optimizer_state(model, optimizer)
-        else:
-            model_state, optim_state = model.state_dict(), optimizer.state_dict()
-        return {
-            "format_version": FORMAT_VERSION,
-            "trainforge_version": __version__,
-            "kind": kind,
-            "run_name": run_name,
-            "model": canonical_state_dict(model_state),
-            "optimizer": optim_state,
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "state": state.state_dict(),
-            "rng": capture_rng(),
-            "sampler": parts.sampler.state_dict() if parts.sampler is not None else None,
-            "world_size": parts.dist.world_size,  # with samples_per_batch: the position on another world size
-            "strategy": parts.dist.strategy,  # informational: every strategy writes the one-process format
-            "samples_per_batch": parts.samples_per_batch,
-            "callbacks": {callback_key(cb, i): cb.state_dict() for i, cb in enumerate(callbacks)
-                          if hasattr(cb, "state_dict")},
-            "training_config": self.training_config.to_dict(),
-            "task_spec": self.task_spec.to_dict(),
-            "model_config": _config_dict(self.model_config),
-        }
 
 
 # ---------------------------------------------------------------- helpers
@@ -559,45 +458,8 @@ def _wrap(model: nn.Module, cfg: TrainingConfig, dist_env: DistEnv, device: torc
     return wrapped
 
 
-def _rebase_position(ckpt: dict[str, Any], state: TrainState, samples_per_batch: int, dist_env: DistEnv,
-                     device: torch.device) -> None:
-    """Resume a checkpoint written by another number of processes (or batch size) at the same sample."""
-    if not dist_env.is_main:
-        state.reset_epoch_sums(device)  # the checkpoint's sums cover all ranks: rank 0 carries them
-    saved = (int(ckpt.get("world_size", 1)), int(ckpt.get("samples_per_batch", samples_per_batch)))
-    if state.batches_in_epoch == 0 or saved == (dist_env.world_size, samples_per_batch):
-        return
-    batches, exact = rebase_batches(state.batches_in_epoch, saved[1], saved[0], samples_per_batch,
-                                    dist_env.world_size)
-    if not exact:
-        warnings.warn(f"The checkpoint stopped mid-epoch after {state.batches_in_epoch} batches of {saved[1]} on "
-                      f"{saved[0]} process(es), which is not a whole number of this run's batches of "
-                      f"{samples_per_batch} on {dist_env.world_size}: resuming at the batch before, so a few samples "
-                      "are seen twice. Fix: keep the global batch (batch_size x processes) when changing processes.",
-                      stacklevel=3)
-    state.batches_in_epoch = batches
-
-
 def _new_run_name() -> str:
     return f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def _config_dict(config: Any) -> dict[str, Any] | None:
-    """The model's architecture config as JSON-safe data, whatever form it came in."""
-    if config is None:
-        return None
-    if isinstance(config, dict):
-        data = dict(config)
-    elif is_dataclass(config) and not isinstance(config, type):
-        data = asdict(config)
-    elif hasattr(config, "to_dict"):
-        data = config.to_dict()
-    elif hasattr(config, "__dict__"):
-        data = {k: v for k, v in vars(config).items() if not k.startswith("_")}
-    else:
-        data = {"repr": repr(config)}
-    result: dict[str, Any] = json.loads(json.dumps(data, default=str))
-    return result
 
 
 def _config_value(config: Any, key: str) -> Any:
@@ -624,15 +486,7 @@ def _write_run_files(run_dir: Path, cfg: TrainingConfig, task: TaskSpec, model_c
     run_dir.mkdir(parents=True, exist_ok=True)  # each record is written atomically: old file or whole new one
     atomic_write_text(run_dir / "config.yaml", yaml_dumps(cfg.to_dict()))
     atomic_write_text(run_dir / "task_spec.json", json.dumps(task.to_dict(), indent=2))
-    atomic_write_text(run_dir / "model_config.json", json.dumps(_config_dict(model_config), indent=2))
-
-
-def _warn_config_drift(saved: dict[str, Any], current: dict[str, Any], source: str) -> None:
-    changed = sorted(k for k in current if k in saved and k not in _RESUME_FREE and saved[k] != current[k])
-    if changed:
-        details = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed[:6])
-        warnings.warn(f"Resuming from {source!r} with a changed config ({details}); the current values are used, "
-                      "so the run will not match an uninterrupted one exactly.", stacklevel=4)
+    atomic_write_text(run_dir / "model_config.json", json.dumps(config_dict(model_config), indent=2))
 
 
 __all__ = ["Trainer", "TrainforgeError"]
