@@ -181,3 +181,21 @@ def test_guard_config_fields_are_validated():
     assert "nan_max_consecutive: must be at least 1, got 0. Fix:" in text
     assert "nan_lr_factor: must be in (0, 1) or None, got 1.5. Fix:" in text
     assert "nan_max_rollbacks: must be 0 or more, got -1. Fix:" in text
+
+
+def test_the_rollback_snapshot_is_taken_before_each_epoch_but_not_after_the_last(lm_blocks, monkeypatch):
+    # A snapshot copies the model and optimizer state (to the CPU on a GPU): after the last epoch nothing can roll
+    # back to it, and on a 124M model it cost a third of the measured throughput (benchmarks/gpu_check.py).
+    from trainforge.trainer.resume import RunCheckpoint
+
+    kinds: list[str] = []
+    real = RunCheckpoint.payload
+
+    def counting(self, state, kind):
+        kinds.append(kind)
+        return real(self, state, kind)
+
+    monkeypatch.setattr(RunCheckpoint, "payload", counting)
+    model, cfg = tiny_gpt()
+    Trainer(model, cfg, quiet_config(epochs=3), lm_task()).train(lm_blocks[:40])
+    assert kinds == ["snapshot"] * 3  # before epoch 1, after epochs 1 and 2

@@ -118,7 +118,8 @@ def fit(p: Parts, state: TrainState) -> None:
             p.save_checkpoint(state, "step")
             break
         _end_epoch(p, state, time.perf_counter() - started)
-        _remember(p, state)
+        if state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
+            _remember(p, state)  # the next epoch's rollback point; after the last epoch it would be a wasted copy
     fire(p.callbacks, Event.FIT_END, state)
 
 
