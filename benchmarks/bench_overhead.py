@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import gc
 import io
-import math
 import os
 import statistics
 import subprocess
@@ -52,6 +51,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from machine_info import describe, load_avg  # benchmarks/ is the script's directory: on sys.path
+from reference import lr_factor  # benchmarks/ is the script's directory: on sys.path
 
 from trainforge import TaskSpec, Trainer, TrainingConfig
 from trainforge.data.corpus import default_lm_dataset
@@ -134,16 +134,6 @@ class RunResult:
     step_times: list[float]
     fixed_s: float  # whole call minus the timed window (setup, warm-up steps, teardown)
     final_state: dict[str, torch.Tensor] = field(repr=False)
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warmup, then cosine decay to 0 at ``total`` (the standard schedule, written out)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if total <= warmup:
-        return 1.0
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def epoch_order(n: int, seed: int, epoch: int = 0) -> torch.Tensor:

@@ -50,7 +50,6 @@ import gc
 import io
 import json
 import logging
-import math
 import os
 import statistics
 import subprocess
@@ -66,6 +65,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from machine_info import cpu_name, describe, load_avg  # benchmarks/ is the script's directory: on sys.path
+from reference import lr_factor  # benchmarks/ is the script's directory: on sys.path
 from torch import Tensor, nn
 
 import trainforge
@@ -167,16 +167,6 @@ class RunResult:
     seconds: float  # the timed window
     whole_s: float  # the whole call, model build included
     final_state: dict[str, Tensor] = field(repr=False, default_factory=dict)
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 0 at ``total`` (trainforge's ``lr_schedule="cosine"``, written out)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if total <= warmup:
-        return 1.0
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def new_gpt(preset: str, seq_len: int) -> GPT:
