@@ -3,6 +3,10 @@
 Checkpoints, run records, metrics files and export manifests all go through ``atomic_write``: the bytes go to a
 temporary file in the same directory, are fsynced and renamed over the target, and the rename is fsynced too.
 A crash at any point leaves no half-written file under the final name; a failure removes the temporary file.
+
+The write is two steps that may run on different threads: ``write_temporary`` (the bytes, into a temporary file
+next to the target) and ``commit_temporary`` (fsync, rename, fsync of the directory). The checkpoint manager runs
+the second on a background thread, so the training thread does not wait for the disk.
 """
 
 from __future__ import annotations
@@ -20,14 +24,40 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], object
 
     ``mode`` sets the permission bits (``mkstemp`` creates files readable by the owner only).
     """
+    return commit_temporary(write_temporary(path, write, binary=binary), path, mode=mode)
+
+
+def write_temporary(path: str | os.PathLike[str], write: Callable[[IO[Any]], object], *,
+                    binary: bool = True) -> Path:
+    """Step 1 of an atomic write: ``write(file)`` into a new ``.<name>.<random>.tmp`` next to ``path``, closed.
+
+    Nothing under ``path`` changes yet, and the bytes may still be only in the OS cache: ``commit_temporary``
+    makes them durable and puts them in place. The temporary is in the target's directory because a rename is
+    only atomic within one filesystem. On failure the temporary is removed.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            write(f)  # closing flushes Python's buffer: the bytes are in the OS cache from here on
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def commit_temporary(tmp: str | os.PathLike[str], path: str | os.PathLike[str], *, mode: int | None = None) -> Path:
+    """Step 2 of an atomic write: fsync the temporary, rename it over ``path``, fsync the directory.
+
+    It reopens the temporary by name, so it may run on another thread than ``write_temporary`` (fsync flushes the
+    file's cached bytes whichever descriptor wrote them). The fsync comes before the rename: after a power cut the
+    new name never points at bytes that did not reach the disk. On failure the temporary is removed and ``path``
+    is untouched.
+    """
+    target = Path(path)
+    try:
+        _fsync_file(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, target)
@@ -41,6 +71,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], object
 def atomic_write_text(path: str | os.PathLike[str], text: str, mode: int | None = None) -> Path:
     """Write a text file atomically (run records, metrics files, manifests)."""
     return atomic_write(path, lambda f: f.write(text), binary=False, mode=mode)
+
+
+def _fsync_file(path: str | os.PathLike[str]) -> None:
+    # A writable descriptor: Windows' fsync (_commit) refuses a read-only one. mkstemp made the file 0600.
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

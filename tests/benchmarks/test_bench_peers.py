@@ -41,7 +41,9 @@ def test_quick_mode_writes_table_chart_and_json(tmp_path: Path) -> None:
     sections = {
         "## Evaluation throughput (d)": ENGINES,
         "## Start-up (e)": ENGINES,
-        "## Checkpoint (f)": ("raw `torch.save(payload, path)`", "trainforge `atomic_save`", "trainforge `Trainer`",
+        "## Checkpoint (f)": ("raw `torch.save(payload, path)`", "raw `torch.save` + `fsync`",
+                              "trainforge `CheckpointManager.save`, training thread blocked",
+                              "trainforge `CheckpointManager.save` + `wait()`, until durable", "trainforge `Trainer`",
                               "raw `torch.load(", "trainforge `safe_load`"),
     }
     for heading, rows in sections.items():

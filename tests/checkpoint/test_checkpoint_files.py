@@ -66,6 +66,7 @@ def test_a_write_failing_midway_keeps_the_previous_file_and_no_temp_file(monkeyp
 def test_manager_turns_a_failed_write_into_a_checkpoint_error(monkeypatch):
     manager = CheckpointManager("ckpt", keep_last_n=2)
     manager.save(_payload(1, 4), epoch_path("ckpt", 1))
+    manager.wait()
     monkeypatch.setattr(torch, "save", _save_that_fails_midway)
     with pytest.raises(CheckpointError, match=r"Could not write checkpoint '.*epoch_2\.pt': .*No space left on "
                                               r"device\. The previous checkpoint files are intact\. Fix: free disk "
@@ -112,16 +113,19 @@ def test_rotation_ranks_files_written_within_one_clock_tick_by_progress():
     manager = CheckpointManager("ckpt", keep_last_n=2)
     for epoch in (9, 10, 11):
         manager.save(_payload(epoch, epoch * 10), epoch_path("ckpt", epoch))
+        manager.wait()
         for path in Path("ckpt").iterdir():
             os.utime(path, ns=(1_000_000_000, 1_000_000_000))
     manager.save(_payload(12, 120), epoch_path("ckpt", 12))
+    manager.wait()
     assert _names() == ["epoch_11.pt", "epoch_12.pt"]
 
 
 def test_rotation_without_keep_last_n_deletes_nothing():
-    manager = CheckpointManager("ckpt")
+    manager = CheckpointManager("ckpt", async_commit=False)  # the synchronous mode: each file is in place at once
     for epoch in range(1, 5):
         manager.save(_payload(epoch, epoch * 2), epoch_path("ckpt", epoch))
+        assert len(_names()) == epoch
     assert len(_names()) == 4
 
 

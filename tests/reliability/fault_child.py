@@ -7,7 +7,9 @@ where a kill should be able to land:
 
   ``step``  a training forward (inside an optimizer step)
   ``eval``  a validation forward
-  ``ckpt``  between writing a checkpoint's bytes and renaming it into place (atomic_save's fsync)
+  ``ckpt``  between writing a checkpoint's bytes and renaming it into place: the commit's fsync, which the
+            Trainer's checkpoint manager runs on its commit thread while training goes on (atomic_save and the
+            run's other atomic files fsync the same way, on the calling thread)
 
 ``python fault_child.py serve`` imports torch and trainforge once, prints ``ready``, then for each JSON line on
 stdin forks a child that does ``run`` and prints ``pid N`` and, when the child is gone, ``exit CODE`` (negative:
@@ -59,6 +61,7 @@ def _model() -> tuple[torch.nn.Module, Any]:
 
 
 def _mark_checkpoint_writes() -> None:
+    # os.fsync is looked up at call time by trainforge.atomic.commit_temporary, on whichever thread commits.
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainforge.atomic import atomic_write, atomic_write_text
+from trainforge.atomic import atomic_write_text, commit_temporary, write_temporary
 from trainforge.errors import CheckpointError
 
 __all__ = ["FORMAT_VERSION", "atomic_save", "atomic_write_text", "canonical_key", "canonical_state_dict",
-           "load_model_state", "safe_load", "upgrade"]
+           "commit_temporary", "load_model_state", "safe_load", "save_temporary", "upgrade"]
 
 FORMAT_VERSION = 1
 # Prefixes added by wrappers: torch.compile (`_orig_mod.`) and DDP / DataParallel (`module.`).
@@ -33,8 +33,17 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     The bytes go to a temporary file in the same directory, are fsynced, and are renamed over ``path``; a crash
     at any point leaves no half-written file under the final name.
     """
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    return commit_temporary(save_temporary(obj, path), path)
 
+
+def save_temporary(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Step 1 of ``atomic_save``: ``torch.save`` into a temporary file next to ``path``; returns its path.
+
+    Once it returns, the file holds every byte and ``obj`` may change. ``commit_temporary(tmp, path)`` is step 2
+    (fsync, rename, fsync of the directory); until then a crash leaves only a temporary, which
+    ``CheckpointManager`` removes when it is next created.
+    """
+    return write_temporary(path, lambda f: torch.save(obj, f))
 
 
 def safe_load(path: str | os.PathLike[str]) -> dict[str, Any]:

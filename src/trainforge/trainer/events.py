@@ -27,8 +27,15 @@ class Event(str, Enum):
             validation -> EVAL_END
             EPOCH_END          (the epoch's row is in state.history; early stopping decides here)
             (epoch / best checkpoints -> CHECKPOINT_SAVED)
+        (wait for the checkpoint commits still running)
         FIT_END
-        EXCEPTION          (instead of FIT_END when the loop raises)
+        EXCEPTION          (instead of FIT_END when the loop raises; the commits are waited for first)
+
+    ``CHECKPOINT_SAVED`` means the file is complete under its final name (``state.checkpoint_path``). A checkpoint's
+    bytes are written on the training thread and its commit (fsync, rename) runs on a background thread, so when a
+    callback defines ``on_checkpoint_saved`` each save waits for its commit before the event fires; without one,
+    training does not wait, and ``state.checkpoint_path`` names the file that is being committed. Every commit is
+    done before ``FIT_END`` or ``EXCEPTION`` fires.
     """
 
     FIT_START = "fit_start"

@@ -69,6 +69,7 @@ class Parts:
     monitor: str
     monitor_mode: str
     pending_rng: dict[str, Any] | None = None  # restored at the matching loop point after a resume
+    flush_checkpoints: Callable[[], None] = lambda: None  # waits for background checkpoint commits (before FIT_END)
     compile_pending: bool = False  # first forward through torch.compile may fail: fall back to eager
     warmup_time_s: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
@@ -120,6 +121,7 @@ def fit(p: Parts, state: TrainState) -> None:
         _end_epoch(p, state, time.perf_counter() - started)
         if state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
             _remember(p, state)  # the next epoch's rollback point; after the last epoch it would be a wasted copy
+    p.flush_checkpoints()  # FIT_END observers find every checkpoint complete under its final name
     fire(p.callbacks, Event.FIT_END, state)
 
 

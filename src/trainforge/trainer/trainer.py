@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -40,7 +41,7 @@ from trainforge.notebook.guardrails import check_not_data_parallel, check_notebo
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
-from trainforge.trainer.events import Event, fire
+from trainforge.trainer.events import Callback, Event, fire
 from trainforge.trainer.loop import Loader, Parts, _to_device, fit
 from trainforge.trainer.optim import build_optimizer, build_scheduler
 from trainforge.trainer.precision import autocast_factory, make_scaler, resolve_device, resolve_precision
@@ -220,6 +221,20 @@ class Trainer:
         manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last_n) if cfg.checkpoint_dir else None
         checkpoint_errors: list[str] = []
         monitor = cfg.monitor or ("val/loss" if val_loader is not None else "train/loss")
+        observed = _observes_checkpoints(callbacks)
+
+        def report(call: Callable[[], object]) -> bool:
+            """Run a checkpoint call; its CheckpointError is recorded and warned about, or stops the run."""
+            try:
+                call()
+            except CheckpointError as exc:  # training goes on; the user hears about it and in results
+                checkpoint_errors.append(str(exc))
+                if cfg.on_checkpoint_error == "stop":
+                    raise CheckpointError(f"{exc} Training stopped (on_checkpoint_error='stop'); resume with "
+                                          "resume_from='auto' once the disk is fixed.") from exc
+                warnings.warn(str(exc), stacklevel=3)
+                return False
+            return True
 
         def save(st: TrainState, kind: str) -> None:
             if manager is None:
@@ -233,25 +248,29 @@ class Trainer:
                         st.global_step), "best": manager.directory / BEST}[kind]
                 if sums is not None:
                     payload["state"].update(epoch_loss_sum=sums[0].cpu(), epoch_targets=sums[1].cpu())
-                try:
-                    manager.save(payload, path)
-                except CheckpointError as exc:  # training goes on; the user hears about it and in results
-                    checkpoint_errors.append(str(exc))
-                    if cfg.on_checkpoint_error == "stop":
-                        raise CheckpointError(f"{exc} Training stopped (on_checkpoint_error='stop'); resume with "
-                                              "resume_from='auto' once the disk is fixed.") from exc
-                    warnings.warn(str(exc), stacklevel=2)
-                else:
+
+                def write() -> None:
+                    manager.save(payload, path)  # fsync and rename go on on the commit thread
+                    if observed:  # CHECKPOINT_SAVED promises the file is complete under its final name
+                        manager.wait()
+
+                report(manager.check)  # an earlier commit that failed on the commit thread; this save goes on
+                if report(write):
                     st.checkpoint_path = str(path)
                     fire(callbacks, Event.CHECKPOINT_SAVED, st)
             dist_env.barrier()
+
+        def flush_checkpoints() -> None:  # before FIT_END: the run's files are all in place when it ends
+            if manager is not None:
+                report(manager.wait)
 
         parts = Parts(
             cfg=cfg, task=task, model=forward_model, raw_model=model, adapter=adapter, optimizer=optimizer,
             scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loader=val_loader,
             samples_per_batch=samples_per_batch,
             device=device, autocast=autocast_factory(precision, device), dist=dist_env, callbacks=callbacks,
-            logger=logger, progress=progress, save_checkpoint=save, monitor=monitor, monitor_mode=cfg.monitor_mode,
+            logger=logger, progress=progress, save_checkpoint=save, flush_checkpoints=flush_checkpoints,
+            monitor=monitor, monitor_mode=cfg.monitor_mode,
             pending_rng=pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
             params=[p for p in model.parameters() if p.requires_grad],
         )
@@ -267,6 +286,7 @@ class Trainer:
             with preemption:
                 fit(parts, state)
         except BaseException as exc:
+            _finish_commits(manager, checkpoint_errors)  # an interrupted run's last checkpoint is durable first
             state.exception = exc
             fire(callbacks, Event.EXCEPTION, state)
             progress.close()
@@ -283,6 +303,8 @@ class Trainer:
                     f"the model's vocab_size / num_classes (TaskSpec vocab_size={task.vocab_size})."
                 ) from exc
             raise
+        if manager is not None:
+            manager.close()  # FIT_END waited for the commits: this only stops the commit thread
         progress.close()
         # FSDP: the full weights, gathered to rank 0 (other ranks get {}); the plain module's keys either way
         final_state = fsdp.full_model_state(model) if dist_env.sharded else None
@@ -456,6 +478,32 @@ def _wrap(model: nn.Module, cfg: TrainingConfig, dist_env: DistEnv, device: torc
         ids = [device.index] if device.type == "cuda" else None
         wrapped = DistributedDataParallel(wrapped, device_ids=ids)
     return wrapped
+
+
+def _observes_checkpoints(callbacks: Sequence[Any]) -> bool:
+    """Whether a callback has its own ``on_checkpoint_saved`` (``Callback``'s no-op does not count).
+
+    Only then does a checkpoint save wait for its commit: the event promises a complete file under its name.
+    """
+    for cb in callbacks:
+        hook = getattr(cb, "on_checkpoint_saved", None)
+        if hook is not None and getattr(hook, "__func__", hook) is not Callback.on_checkpoint_saved:
+            return True
+    return False
+
+
+def _finish_commits(manager: CheckpointManager | None, errors: list[str]) -> None:
+    """The run is ending with an exception: its queued checkpoints reach the disk before the exception leaves
+    ``train`` (the process may exit right after). A failed commit is recorded and warned about, never raised over
+    the run's own exception."""
+    if manager is None:
+        return
+    try:
+        manager.close()
+    except CheckpointError as exc:
+        errors.append(str(exc))
+        with contextlib.suppress(Warning):  # warnings turned into errors must not replace the run's exception
+            warnings.warn(str(exc), stacklevel=3)
 
 
 def _new_run_name() -> str:
