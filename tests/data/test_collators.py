@@ -98,3 +98,19 @@ def test_collators_accept_batches_a_dataset_stacked_itself():
     cls = TaskSpec.classification(name="c", num_classes=3, vocab_size=16, pad_token_id=0)
     batch = get_collator(cls)({"input_ids": torch.tensor([[1, 2], [3, 4]]), "labels": torch.tensor([2, 0])})
     assert batch["labels"].tolist() == [2, 0] and batch["input_ids"].tolist() == [[1, 2], [3, 4]]
+
+
+def test_tensor_batches_in_order_are_copies_equal_to_gathered_ones():
+    """In-order indices take a slice instead of an index_select; the batch is still a copy of the rows."""
+    from trainforge.data.inputs import PairSamples
+
+    task = TaskSpec.classification(name="c", num_classes=3)
+    inputs, labels = torch.arange(40).reshape(10, 4), torch.arange(10) % 3
+    samples = PairSamples(inputs, labels, task)
+    for indices in ([2, 3, 4], [5, 3, 4], [7], [8, 9]):
+        batch = samples.__getitems__(indices)
+        assert torch.equal(batch["input_ids"], inputs[indices]) and torch.equal(batch["labels"], labels[indices])
+    batch = samples.__getitems__([0, 1])
+    batch["input_ids"].zero_()  # a model that edits its inputs in place must not edit the dataset
+    batch["labels"].fill_(2)
+    assert torch.equal(inputs[:2], torch.arange(8).reshape(2, 4)) and labels[:2].tolist() == [0, 1]

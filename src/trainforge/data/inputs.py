@@ -113,6 +113,14 @@ class PairSamples(Dataset[dict[str, Any]]):
         """
         if not self.tensor_backed:
             return [self[i] for i in indices]
+        first = indices[0] if indices else 0
+        if indices == list(range(first, first + len(indices))):  # in order (shuffle=False, evaluation): a slice
+            # clone: the batch must not share memory with the dataset, as an index_select copy would not
+            stop = first + len(indices)
+            batch = PreBatched({self.task.input_field: self.inputs[first:stop].clone()})  # type: ignore[attr-defined]
+            if self.labels is not None:
+                batch[self.task.label_field] = self.labels[first:stop].clone()  # type: ignore[attr-defined]
+            return batch
         rows = torch.as_tensor(indices, dtype=torch.long)
         batch = PreBatched({self.task.input_field: self.inputs.index_select(0, rows)})  # type: ignore[attr-defined]
         if self.labels is not None:

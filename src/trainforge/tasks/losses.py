@@ -79,7 +79,9 @@ def cross_entropy_total(
     """The summed loss of :func:`cross_entropy_sum` alone: the training step already knows the count, and
     skipping it saves two kernel launches per micro-batch in the hot loop."""
     num_classes = logits.shape[-1]
-    flat_logits = logits.reshape(-1, num_classes).to(compute_dtype(logits.dtype))
+    flat_logits = logits.reshape(-1, num_classes)
+    if flat_logits.dtype != torch.float32:  # (a no-op .to() still costs a dispatch per step)
+        flat_logits = flat_logits.to(compute_dtype(logits.dtype))
     return F.cross_entropy(
         flat_logits,
         _flat_long(targets),

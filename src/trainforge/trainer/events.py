@@ -48,6 +48,9 @@ class Event(str, Enum):
     EXCEPTION = "exception"
 
 
+_HOOKS = {event: f"on_{event.value}" for event in Event}  # fire() runs every step: no string building there
+
+
 class Callback:
     """Optional base class: every hook is a no-op. Any object with some ``on_<event>`` methods works too.
 
@@ -66,7 +69,7 @@ class Callback:
 
 def fire(callbacks: Sequence[Any], event: Event, state: TrainState) -> None:
     """Call ``on_<event>`` on every callback that defines it, in order."""
-    name = f"on_{event.value}"
+    name = _HOOKS[event]
     for cb in callbacks:
         hook = getattr(cb, name, None)
         if hook is not None:

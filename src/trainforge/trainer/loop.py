@@ -9,6 +9,7 @@ Exactness of resume rests on three rules kept here:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
     from trainforge.tracking.telemetry import LoopTelemetry
 
+
+_NO_SYNC = contextlib.nullcontext()  # reusable (nullcontext keeps no state)
 
 # A torch DataLoader, or the lighter loader trainforge uses for in-memory tensors in one process.
 Loader = DataLoader[Any] | TensorBatchLoader
@@ -172,8 +175,10 @@ def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, 
     # (clamp: a window whose targets are all ignored contributes zero loss instead of 0/0.)
     scale = local.clamp(min=1) if not p.dist.enabled else p.dist.sum(local).clamp(min=1) / p.dist.world_size
     window_loss: Tensor | None = None
+    # One process has no gradient sync to skip: no generator-based context manager per micro-batch (microseconds).
+    collective = p.dist.enabled or p.dist.sharded
     for i, (batch, target, count) in enumerate(zip(batches, labels, counts)):
-        with p.dist.no_sync(p.model, enabled=i < len(batches) - 1):
+        with p.dist.no_sync(p.model, enabled=i < len(batches) - 1) if collective else _NO_SYNC:
             with p.autocast():
                 out = _forward(p, batch, target)
                 loss_sum = p.adapter.loss_sum(out, target, count)
@@ -371,6 +376,8 @@ def _reached_max_steps(cfg: TrainingConfig, state: TrainState) -> bool:
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Tensor]:
+    if device.type == "cpu":  # skip the no-op .to() calls: the tensors are almost always on the CPU already
+        return {k: v if v.is_cpu else v.to(device) for k, v in batch.items() if isinstance(v, Tensor)}
     return {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, Tensor)}
 
 
