@@ -85,6 +85,31 @@ def test_mlflow_file_store_read_back_with_mlflow_client(lm_blocks, monkeypatch: 
     assert json.loads(Path(local).read_text())["training"]["run_name"] == "multi"
 
 
+def test_mlflow_two_runs_in_one_store_keep_their_own_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each logger remembers its own run's directory (a speed-up of the file store): interleaved runs in one
+    process and one store must still land in their own run."""
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from mlflow.tracking import MlflowClient
+
+    from trainforge.logging.mlflow_logger import MLflowLogger
+
+    uri = f"file:{tmp_path / 'mlruns'}"
+    a = MLflowLogger(tmp_path / "a", run_name="a", tracking_uri=uri)
+    b = MLflowLogger(tmp_path / "b", run_name="b", tracking_uri=uri)
+    for step in range(1, 4):
+        a.log_step({"train/loss": float(step)}, step)
+        b.log_step({"train/loss": 10.0 * step}, step)
+        b.log_step({"lr": 0.5}, step)
+    for logger in (a, b):
+        logger.log_summary({"global_step": 3})
+        logger.close()
+    client = MlflowClient(tracking_uri=uri)
+    assert [m.value for m in client.get_metric_history(a.run_id, "train/loss")] == [1.0, 2.0, 3.0]
+    assert [m.value for m in client.get_metric_history(b.run_id, "train/loss")] == [10.0, 20.0, 30.0]
+    assert client.get_metric_history(a.run_id, "lr") == [] and len(client.get_metric_history(b.run_id, "lr")) == 3
+
+
 def test_wandb_gets_model_and_config_artifacts_and_a_summary_table(lm_blocks, offline_wandb) -> None:
     results = _train(lm_blocks, use_wandb=True, checkpoint_dir="ck")
     (log,) = Path("runs/multi/wandb").glob("offline-run-*/run-*.wandb")

@@ -42,6 +42,32 @@ def default_tracking_uri(run_dir: str | os.PathLike[str]) -> str:
     return "file:" + str(Path(run_dir).resolve().parent / "mlruns")
 
 
+def _remember_run_dir(client: Any, experiment_id: str, run_id: str) -> None:
+    """Make a file store look this run's directory up once instead of once per metric value.
+
+    MLflow's ``FileStore`` finds the run directory for every metric value it appends, with two directory listings
+    of the store root (about half of the ~0.4 ms CPU per 8-metric log line). The run's directory cannot move while
+    the run is live, so the answer for this run is kept; other runs, and stores that are not file stores (no
+    ``_get_run_dir``), go through MLflow unchanged. Not public MLflow API, hence the defensive lookups: if MLflow
+    changes it, this does nothing and logging stays correct, only slower.
+    """
+    store: Any = getattr(getattr(client, "_tracking_client", None), "store", None)
+    lookup = getattr(store, "_get_run_dir", None)
+    if not callable(lookup):
+        return
+    try:
+        path = lookup(experiment_id, run_id)
+    except Exception:  # an unexpected signature: leave the store as it is
+        return
+    if not path:
+        return
+
+    def run_dir(exp_id: Any, run_uuid: Any) -> Any:
+        return path if (str(exp_id), run_uuid) == (str(experiment_id), run_id) else lookup(exp_id, run_uuid)
+
+    store._get_run_dir = run_dir
+
+
 def _key(name: str) -> str:
     return _BAD_CHARS.sub("_", name)
 
@@ -94,6 +120,7 @@ class MLflowLogger:
         experiment_id = found.experiment_id if found is not None else self.client.create_experiment(experiment)
         run_tags = {"trainforge.run_dir": str(Path(run_dir).resolve()), **(tags or {})}
         self.run_id: str = self.client.create_run(experiment_id, run_name=run_name, tags=run_tags).info.run_id
+        _remember_run_dir(self.client, experiment_id, self.run_id)
         self._step_keys: set[str] = set(STEP_KEYS)
         self._summarised = False
         self._closed = False
