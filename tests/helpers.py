@@ -22,6 +22,8 @@ def lm_task(vocab: int = 32, seq: int = 16, **extra):
 def quiet_config(**overrides):
     from trainforge.config import TrainingConfig
 
-    values = dict(epochs=2, batch_size=8, learning_rate=1e-2, progress_bar=False, log_every_n_steps=2)
+    # Every step line reaches every dashboard (tests count them; the default thins lines of fast steps to 1/s).
+    values = dict(epochs=2, batch_size=8, learning_rate=1e-2, progress_bar=False, log_every_n_steps=2,
+                  dashboard_min_interval_s=0.0)
     values.update(overrides)
     return TrainingConfig(**values)

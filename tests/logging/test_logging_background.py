@@ -106,3 +106,39 @@ def test_multilogger_find_returns_the_wrapped_backend() -> None:
     assert multi.find(ThreadRecorder) is rec
     assert "ThreadRecorder" in repr(multi)
     multi.close()
+
+
+def test_min_interval_thins_step_lines_but_never_epoch_rows_or_the_summary() -> None:
+    inner = ThreadRecorder()
+    lg = BackgroundLogger(inner, min_interval_s=0.5)  # type: ignore[arg-type]
+    for step in range(1, 6):  # five lines within microseconds: only the first is sent
+        lg.log_step({"loss": 1.0}, step)
+    lg.log_epoch({"epoch": 1}, 5)
+    lg._last_step_sent -= 1.0  # as if a second had passed since the last line sent
+    lg.log_step({"loss": 1.0}, 6)
+    lg.log_step({"loss": 1.0}, 7)
+    lg.log_summary({"global_step": 7})
+    lg.close()
+    assert [(what, value) for what, value, _ in inner.calls] == [
+        ("step", 1), ("epoch", 1), ("step", 6), ("summary", {"global_step": 7})]
+
+
+def test_training_sends_dashboards_at_most_one_step_line_per_interval(lm_blocks, tmp_path: Path) -> None:
+    """A fast run: steps.jsonl has every log line, TensorBoard (a dashboard) only the first within the interval,
+    and every epoch row."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.helpers import lm_task, quiet_config, tiny_gpt
+    from trainforge import Trainer
+
+    model, cfg = tiny_gpt()
+    config = quiet_config(output_dir=str(tmp_path / "run"), log_every_n_steps=1, loggers=["tensorboard"],
+                          dashboard_min_interval_s=3600.0, track_runs=False)
+    results = Trainer(model, cfg, config, lm_task()).train(lm_blocks[:40])
+    lines = (tmp_path / "run" / "steps.jsonl").read_text().splitlines()
+    assert len(lines) == results["global_step"] > 1
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1]
+    assert len(acc.Scalars("epoch/train/loss")) == config.epochs

@@ -67,6 +67,7 @@ class LoggingKwargs(TypedDict, total=False):
     tags: list[str]
     output_dir: PathLike | None
     log_every_n_steps: int
+    dashboard_min_interval_s: float
     progress_bar: bool
     loggers: list[str]
     track_runs: bool

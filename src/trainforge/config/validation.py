@@ -210,6 +210,12 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str, str]] = [
         "use a number of epochs such as 3, or None to turn early stopping off.",
     ),
     (
+        "dashboard_min_interval_s",
+        _non_negative,
+        "must be a non-negative number of seconds",
+        "use 1.0 (the default), or 0 to send every step line to W&B, TensorBoard and MLflow.",
+    ),
+    (
         "early_stopping_min_delta",
         _non_negative,
         "must be a non-negative number",

@@ -14,12 +14,18 @@ Ordering and failure semantics stay those of a plain backend:
 * an exception on the thread is kept and raised (naming the backend and the call) at the next call from the
   training thread, where :class:`~trainforge.logging.base.MultiLogger` disables the backend and warns once;
   records queued after the failure are dropped, as they would be for a disabled backend.
+
+With ``min_interval_s``, step records that come sooner than that after the last one the backend took are not sent
+(epoch rows, config and summary always are). The backends' Python runs under the GIL that the training thread needs
+between torch ops, so their ~1 ms per line does not stay on the logging thread when lines come 33 times a second;
+the always-on CSV and ``steps.jsonl`` keep every line.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any
 
 from trainforge.logging.base import Logger
@@ -32,13 +38,16 @@ class BackgroundLogger:
 
     Args:
         inner: the backend to wrap (any :class:`~trainforge.logging.base.Logger`).
+        min_interval_s: the shortest time between two step records sent to the backend (0: send every one).
 
     The wrapped backend is available as :attr:`inner`; :attr:`backend_name` is its class name, which is what
     failure warnings show.
     """
 
-    def __init__(self, inner: Logger) -> None:
+    def __init__(self, inner: Logger, min_interval_s: float = 0.0) -> None:
         self.inner = inner
+        self.min_interval_s = min_interval_s
+        self._last_step_sent = -float("inf")
         self.backend_name = type(inner).__name__
         # A record, a drain marker (Event), or None: stop the thread.
         self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | threading.Event | None] = queue.SimpleQueue()
@@ -95,7 +104,13 @@ class BackgroundLogger:
         self._sync("log_config", config)
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
-        """Queue the step metrics (a copy: the caller may reuse its dict)."""
+        """Queue the step metrics (a copy: the caller may reuse its dict), unless the last step record sent is
+        less than ``min_interval_s`` old."""
+        if self.min_interval_s > 0:
+            now = time.monotonic()
+            if now - self._last_step_sent < self.min_interval_s:
+                return
+            self._last_step_sent = now
         self._put("log_step", (dict(metrics), step))
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:

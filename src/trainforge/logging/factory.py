@@ -33,6 +33,7 @@ def build_loggers(
     console_stream: TextIO | None = None,
     loggers: Sequence[str] = (),
     extra: Sequence[Logger] = (),
+    dashboard_min_interval_s: float = 0.0,
 ) -> MultiLogger:
     """Return a :class:`MultiLogger` for this process.
 
@@ -43,7 +44,8 @@ def build_loggers(
     stream, so epoch lines print above the bar).
     ``loggers`` names extra backends (``"wandb"``, ``"tensorboard"``, ``"mlflow"``; ``"csv"``/``"console"`` are
     always on); each backend's package is imported only when it is named. ``extra`` are ready-made backends
-    (e.g. the experiment-database tracker) added on the main process only.
+    (e.g. the experiment-database tracker) added on the main process only. W&B, TensorBoard and MLflow get a step
+    line at most every ``dashboard_min_interval_s`` seconds (0: every line).
 
     Raises:
         ImportError: a named backend's package (``wandb``, ``tensorboard``, ``mlflow``) is not installed.
@@ -72,17 +74,18 @@ def build_loggers(
                 notes=notes,
                 tags=tags,
                 run_dir=run_dir,
-            )
+            ),
+            dashboard_min_interval_s,
         ))
     if "tensorboard" in loggers:
         from trainforge.logging.tensorboard_logger import TensorBoardLogger
 
-        backends.append(BackgroundLogger(TensorBoardLogger(run_dir)))
+        backends.append(BackgroundLogger(TensorBoardLogger(run_dir), dashboard_min_interval_s))
     if "mlflow" in loggers:
         from trainforge.logging.mlflow_logger import MLflowLogger
 
         backends.append(BackgroundLogger(MLflowLogger(
             run_dir, experiment=wandb_project or DEFAULT_WANDB_PROJECT, run_name=run_name,
-            tags={f"tag.{t}": "1" for t in tags or []})))
+            tags={f"tag.{t}": "1" for t in tags or []}), dashboard_min_interval_s))
     backends.extend(extra)
     return MultiLogger(backends)

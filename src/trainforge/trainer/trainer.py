@@ -201,6 +201,7 @@ class Trainer:
             is_main_process=dist_env.is_main, resume=checkpoint is not None,
             console_stream=cast(TextIO, progress.stream()) if progress.enabled else None,
             loggers=cfg.loggers, extra=[tracker] if tracker is not None else [],
+            dashboard_min_interval_s=cfg.dashboard_min_interval_s,
         )
         logger.log_config({"training": cfg.to_dict(), "task": task.to_dict(),
                            "model": config_dict(self.model_config), "precision": precision,
