@@ -8,11 +8,35 @@ order, cuts it into the same batches and fetches each with one ``index_select`` 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sized
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from torch import Tensor
 from torch.utils.data import Sampler
 
 from trainforge.data.inputs import PairSamples, Subset
+
+if TYPE_CHECKING:
+    from trainforge.tasks import TaskSpec
+
+
+def every_target_counts(loader: Any, task: TaskSpec) -> bool:
+    """True when every next-token position of every batch ``loader`` gives is a target that counts.
+
+    That holds for causal LM on a plain tensor of token ids (no labels, no ``pad_token_id``: the labels are the ids
+    themselves) that contains no ``ignore_index`` value — checked here, once, over the whole tensor. The training
+    step can then take each batch's target count from its shape instead of counting on the device every step.
+    """
+    if not isinstance(loader, TensorBatchLoader) or task.task_type != "language_modeling":
+        return False
+    if task.pad_token_id is not None:
+        return False
+    base = loader.dataset
+    while isinstance(base, Subset):
+        base = base.base
+    if not isinstance(base, PairSamples) or base.labels is not None or not isinstance(base.inputs, Tensor):
+        return False
+    ids = base.inputs
+    return ids.dim() == 2 and not ids.is_floating_point() and not bool((ids == task.ignore_index).any())
 
 
 def is_tensor_backed(dataset: Any) -> bool:

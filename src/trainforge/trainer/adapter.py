@@ -151,7 +151,7 @@ class ModelAdapter:
         args, kwargs = self.arguments(batch, labels)
         return extract(model(*args, **kwargs))
 
-    def loss_sum(self, out: Output, labels: Tensor, count: Tensor) -> Tensor:
+    def loss_sum(self, out: Output, labels: Tensor, count: Tensor | int) -> Tensor:
         """Summed loss of a micro-batch (divided later by the window's target count)."""
         if self.mode == "model_loss":
             assert out.loss is not None

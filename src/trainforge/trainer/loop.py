@@ -77,6 +77,7 @@ class Parts:
     warmup_time_s: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
     samples_per_batch: int = 1  # the train loader's batch size: set_start(batches_in_epoch * samples_per_batch)
+    every_target_counts: bool = False  # causal LM on plain token tensors: the count is the shape's (no kernels)
     nan_guard: NanGuard | None = None  # skips non-finite steps, rolls back after a streak (callbacks/nan_guard.py)
     preemption: Preemption | None = None  # SIGTERM/SIGINT seen during fit: stop at the next step boundary
     telemetry: LoopTelemetry | None = None  # data wait, samples/s, peak memory, MFU at each log line
@@ -158,22 +159,34 @@ def _poll_preemption(p: Parts, state: TrainState) -> None:
         state.request_stop(p.preemption.reason)
 
 
-def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor, Tensor | None, bool]:
+def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor | int, Tensor | None, bool]:
     """One optimizer step over ``len(window)`` micro-batches, token-normalised across the whole window.
 
-    Returns the window's loss sum, its target count, the gradient norm and whether the step was taken (False:
-    the NaN guard skipped it).
+    Returns the window's loss sum, its target count (a plain int when ``p.every_target_counts``), the gradient norm
+    and whether the step was taken (False: the NaN guard skipped it).
 
     The loss of the step is sum(per-target losses over all micro-batches and ranks) / count(valid targets), so
     ``batch_size=b, accumulation=k`` gives the gradients of ``batch_size=k*b``.
     """
     batches = [_to_device(b, p.device) for b in window]
     labels = [p.task.targets(b) for b in batches]
-    counts = [p.task.count_targets(t) for t in labels]
-    local = counts[0] if len(counts) == 1 else torch.stack(counts).sum()
-    # Every rank divides by the global count; DDP averages gradients over ranks, so scale back by world size.
-    # (clamp: a window whose targets are all ignored contributes zero loss instead of 0/0.)
-    scale = local.clamp(min=1) if not p.dist.enabled else p.dist.sum(local).clamp(min=1) / p.dist.world_size
+    counts: list[Any]  # Tensors, or ints when every target counts
+    local: Tensor | int
+    scale: Tensor | int
+    if p.every_target_counts:  # the count is the shape's: no counting kernels (see data/tensor_loader.py)
+        counts = [t.numel() - t.numel() // t.shape[-1] for t in labels]  # every position but the last of each row
+        local = scale = max(sum(counts), 1)
+        if p.dist.enabled:
+            local = torch.tensor(sum(counts), device=p.device)
+    else:
+        counts = [p.task.count_targets(t) for t in labels]
+        local = counts[0] if len(counts) == 1 else torch.stack(counts).sum()
+        # (clamp: a window whose targets are all ignored contributes zero loss instead of 0/0.)
+        scale = local.clamp(min=1)
+    if p.dist.enabled:
+        # Every rank divides by the global count; DDP averages gradients over ranks, so scale back by world size.
+        assert isinstance(local, Tensor)
+        scale = p.dist.sum(local).clamp(min=1) / p.dist.world_size
     window_loss: Tensor | None = None
     # One process has no gradient sync to skip: no generator-based context manager per micro-batch (microseconds).
     collective = p.dist.enabled or p.dist.sharded

@@ -1,0 +1,54 @@
+"""The training step takes the target count from the batch shape when every position counts (causal LM on a plain
+token tensor): the same losses as counting on the device, and never when some position does not count."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from tests.helpers import lm_task, quiet_config, tiny_gpt
+from trainforge import Trainer
+from trainforge.data.inputs import PairSamples
+from trainforge.data.tensor_loader import TensorBatchLoader, every_target_counts
+
+
+class RowDicts(Dataset):  # not tensor-backed: a DataLoader collates it, and the step counts on the device
+    def __init__(self, rows: torch.Tensor) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.rows[i]}
+
+
+def _train(data, **cfg):
+    model, mcfg = tiny_gpt()
+    return Trainer(model, mcfg, quiet_config(epochs=1, track_runs=False, plots=False, **cfg), lm_task()).train(data)
+
+
+def test_shape_count_gives_the_losses_of_device_counting(lm_blocks, tmp_path) -> None:
+    rows = lm_blocks[:48]
+    fast = _train(rows, output_dir=str(tmp_path / "a"), gradient_accumulation_steps=2)
+    counted = _train(RowDicts(rows), output_dir=str(tmp_path / "b"), gradient_accumulation_steps=2)
+    assert fast["loss_history"] == counted["loss_history"]
+    for key, value in fast["final_model_state"].items():
+        assert torch.equal(value, counted["final_model_state"][key]), key
+
+
+def test_shape_count_only_when_every_position_counts() -> None:
+    task = lm_task()
+    ids = torch.randint(0, 32, (10, 16))
+
+    def loader(inputs: torch.Tensor, labels: torch.Tensor | None = None, **extra) -> TensorBatchLoader:
+        return TensorBatchLoader(PairSamples(inputs, labels, lm_task(**extra)), 4)
+
+    assert every_target_counts(loader(ids), task)
+    holed = ids.clone()
+    holed[3, 5] = task.ignore_index  # an ignored position: the count must come from the labels
+    assert not every_target_counts(loader(holed), task)
+    assert not every_target_counts(loader(ids, ids.clone()), task)  # explicit labels may hold ignore_index
+    padded = lm_task(pad_token_id=0)
+    assert not every_target_counts(TensorBatchLoader(PairSamples(ids, None, padded), 4), padded)
+    assert not every_target_counts(torch.utils.data.DataLoader(RowDicts(ids)), task)
