@@ -35,9 +35,7 @@ def write_temporary(path: str | os.PathLike[str], write: Callable[[IO[Any]], obj
     makes them durable and puts them in place. The temporary is in the target's directory because a rename is
     only atomic within one filesystem. On failure the temporary is removed.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _new_temporary(path)
     try:
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
             write(f)  # closing flushes Python's buffer: the bytes are in the OS cache from here on
@@ -45,6 +43,25 @@ def write_temporary(path: str | os.PathLike[str], write: Callable[[IO[Any]], obj
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def write_temporary_by_name(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
+    """``write_temporary`` for writers that are faster given a file name than a Python file object (``torch.save``
+    writes a path with its own C++ writer, a file object through Python ``write`` calls: ~4% slower for 22 MB)."""
+    fd, tmp = _new_temporary(path)
+    os.close(fd)
+    try:
+        write(tmp)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _new_temporary(path: str | os.PathLike[str]) -> tuple[int, str]:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
 
 
 def commit_temporary(tmp: str | os.PathLike[str], path: str | os.PathLike[str], *, mode: int | None = None) -> Path:

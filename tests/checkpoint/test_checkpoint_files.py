@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def test_atomic_save_writes_the_file_and_leaves_no_temp_files():
 
 
 def _save_that_fails_midway(obj, f, *args, **kwargs):
-    f.write(b"PK\x03\x04 half a checkpoint")  # some bytes reach the disk, then the disk is full
+    with open(f, "ab") if isinstance(f, (str, os.PathLike)) else contextlib.nullcontext(f) as out:  # a path or a file
+        out.write(b"PK\x03\x04 half a checkpoint")  # some bytes reach the disk, then the disk is full
     raise OSError(28, "No space left on device")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -49,7 +50,8 @@ class _DiskFullAfter:
         self.calls += 1
         if self.calls < self.n:
             return self.real(obj, f, *args, **kwargs)
-        f.write(b"PK\x03\x04 half a checkpoint")
+        with open(f, "ab") if isinstance(f, (str, os.PathLike)) else contextlib.nullcontext(f) as out:
+            out.write(b"PK\x03\x04 half a checkpoint")
         raise OSError(self.error, os.strerror(self.error))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainforge.atomic import atomic_write_text, commit_temporary, write_temporary
+from trainforge.atomic import atomic_write_text, commit_temporary, write_temporary_by_name
 from trainforge.errors import CheckpointError
 
 __all__ = ["FORMAT_VERSION", "atomic_save", "atomic_write_text", "canonical_key", "canonical_state_dict",
@@ -43,7 +43,7 @@ def save_temporary(obj: Any, path: str | os.PathLike[str]) -> Path:
     (fsync, rename, fsync of the directory); until then a crash leaves only a temporary, which
     ``CheckpointManager`` removes when it is next created.
     """
-    return write_temporary(path, lambda f: torch.save(obj, f))
+    return write_temporary_by_name(path, lambda tmp: torch.save(obj, tmp))
 
 
 def safe_load(path: str | os.PathLike[str]) -> dict[str, Any]:
