@@ -12,6 +12,7 @@ the second on a background thread, so the training thread does not wait for the 
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,15 +48,22 @@ def write_temporary(path: str | os.PathLike[str], write: Callable[[IO[Any]], obj
 
 def write_temporary_by_name(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
     """``write_temporary`` for writers that are faster given a file name than a Python file object (``torch.save``
-    writes a path with its own C++ writer, a file object through Python ``write`` calls: ~4% slower for 22 MB)."""
-    fd, tmp = _new_temporary(path)
-    os.close(fd)
+    writes a path with its own C++ writer, a file object through Python ``write`` calls: ~4% slower for 22 MB).
+
+    The temporary's name is random and the writer creates it: a file created beforehand (as ``mkstemp`` does) is
+    then opened with truncation, and ext4 starts writing a truncated file back when it is closed (its protection
+    for programs that rewrite files in place), which cost ~1 ms per 22 MB checkpoint here.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"  # 64 random bits: no clash in practice
     try:
-        write(tmp)
+        write(str(tmp))
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return Path(tmp)
+    return tmp
+
 
 
 def _new_temporary(path: str | os.PathLike[str]) -> tuple[int, str]:

@@ -7,7 +7,6 @@ import errno
 import hashlib
 import os
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -103,18 +102,20 @@ def test_on_checkpoint_error_stop_stops_cleanly_and_the_run_resumes(lm_blocks, m
     _same_weights(full, _train(lm_blocks, on_checkpoint_error="stop", resume="auto"))
 
 
-def test_permission_denied_is_reported_like_a_full_disk(lm_blocks, monkeypatch):
-    real = tempfile.mkstemp
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_write_failing_inside_torchs_file_writer_is_reported(lm_blocks, monkeypatch):
+    """torch.save writes a checkpoint by name with its own C++ writer, which reports a failed write as a
+    RuntimeError: it must be contained like any disk failure. The temporary for step 6 is made a link to
+    /dev/full, where every write fails with ENOSPC (the temporary names are made predictable for that)."""
+    import trainforge.atomic as atomic
 
-    def read_only(*args, **kwargs):
-        if Path(kwargs["dir"]).name == "ck":
-            raise PermissionError(errno.EACCES, "Permission denied", "ck")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)  # what a read-only checkpoint_dir does (even as root)
-    with pytest.raises(CheckpointError, match=r"Could not write checkpoint .*Permission denied.*choose a writable "
-                       r"checkpoint_dir"):
+    monkeypatch.setattr(atomic.secrets, "token_hex", lambda n: "0" * (2 * n))
+    Path("ck").mkdir()
+    os.symlink("/dev/full", Path("ck") / f".step_00000006.pt.{'0' * 16}.tmp")
+    with pytest.raises(CheckpointError, match=r"Could not write checkpoint .*step_00000006\.pt.*(space|write).*"
+                       r"choose a writable checkpoint_dir"):
         _train(lm_blocks, on_checkpoint_error="stop")
+    assert not list(Path("ck").glob(".*.tmp"))  # the link is gone with the failed temporary (not /dev/full)
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write to a read-only directory")

@@ -129,7 +129,7 @@ class CheckpointManager:
         path = Path(path)
         try:
             tmp = save_temporary(payload, path)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # torch's C++ file writer reports open/write failures as RuntimeError
             raise CheckpointError(_failure(path, exc)) from exc
         if not self.async_commit:
             done: Future[Path] = Future()
