@@ -173,20 +173,18 @@ def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, 
     counts: list[Any]  # Tensors, or ints when every target counts
     local: Tensor | int
     scale: Tensor | int
+    # (the scale is at least 1: a window whose targets are all ignored contributes zero loss instead of 0/0)
     if p.every_target_counts:  # the count is the shape's: no counting kernels (see data/tensor_loader.py)
         counts = [t.numel() - t.numel() // t.shape[-1] for t in labels]  # every position but the last of each row
-        local = scale = max(sum(counts), 1)
-        if p.dist.enabled:
-            local = torch.tensor(sum(counts), device=p.device)
+        local = sum(counts)
+        scale = max(local, 1)
     else:
         counts = [p.task.count_targets(t) for t in labels]
         local = counts[0] if len(counts) == 1 else torch.stack(counts).sum()
-        # (clamp: a window whose targets are all ignored contributes zero loss instead of 0/0.)
         scale = local.clamp(min=1)
     if p.dist.enabled:
         # Every rank divides by the global count; DDP averages gradients over ranks, so scale back by world size.
-        assert isinstance(local, Tensor)
-        scale = p.dist.sum(local).clamp(min=1) / p.dist.world_size
+        scale = p.dist.sum(torch.as_tensor(local, device=p.device)).clamp(min=1) / p.dist.world_size
     window_loss: Tensor | None = None
     # One process has no gradient sync to skip: no generator-based context manager per micro-batch (microseconds).
     collective = p.dist.enabled or p.dist.sharded
