@@ -1,8 +1,10 @@
 """The training step takes the target count from the batch shape when every position counts (causal LM on a plain
-token tensor): the same losses as counting on the device, and never when some position does not count."""
+token tensor): the same losses as counting on the device, and never when some position does not count. The epoch's
+running sums take host numbers and device tensors."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -10,6 +12,7 @@ from tests.helpers import lm_task, quiet_config, tiny_gpt
 from trainforge import Trainer
 from trainforge.data.inputs import PairSamples
 from trainforge.data.tensor_loader import TensorBatchLoader, every_target_counts
+from trainforge.trainer.state import TrainState
 
 
 class RowDicts(Dataset):  # not tensor-backed: a DataLoader collates it, and the step counts on the device
@@ -52,3 +55,28 @@ def test_shape_count_only_when_every_position_counts() -> None:
     padded = lm_task(pad_token_id=0)
     assert not every_target_counts(TensorBatchLoader(PairSamples(ids, None, padded), 4), padded)
     assert not every_target_counts(torch.utils.data.DataLoader(RowDicts(ids)), task)
+
+
+def test_one_micro_batch_step_takes_the_kernel_mean_with_the_same_weights(lm_blocks, tmp_path) -> None:
+    """Without accumulation the step's loss is the loss kernel's own mean (no division): the same gradients as
+    dividing the summed loss by the count on the device, and the same epoch loss up to float32 rounding."""
+    rows = lm_blocks[:48]
+    fast = _train(rows, output_dir=str(tmp_path / "a"))
+    counted = _train(RowDicts(rows), output_dir=str(tmp_path / "b"))
+    for key, value in fast["final_model_state"].items():
+        assert torch.equal(value, counted["final_model_state"][key]), key
+    assert fast["loss_history"] == pytest.approx(counted["loss_history"], rel=1e-6)
+
+
+def test_epoch_sums_add_host_numbers_and_device_tensors_and_save_both() -> None:
+    state = TrainState()
+    state.add_to_epoch(2.5, 10)  # read on the host already: no kernel
+    state.add_to_epoch(torch.tensor(1.5), torch.tensor(6))  # device values: no sync
+    loss, targets = state.epoch_sums()
+    assert loss.dtype == torch.float64 and targets.dtype == torch.int64
+    assert (float(loss), int(targets)) == (4.0, 16) == state.epoch_sums_on_host()
+    restored = TrainState()
+    restored.load_state_dict(state.state_dict(), torch.device("cpu"))
+    assert restored.epoch_sums_on_host() == (4.0, 16)
+    restored.reset_epoch_sums(torch.device("cpu"))
+    assert restored.epoch_sums_on_host() == (0.0, 0)

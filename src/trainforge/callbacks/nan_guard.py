@@ -18,6 +18,7 @@ Per step:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -111,14 +112,14 @@ class NanGuard:
             ok = ok & torch.isfinite(grad_norm)
         return ok
 
-    def record_bad(self, state: TrainState, first_batch: int, n_batches: int, loss: Tensor,
+    def record_bad(self, state: TrainState, first_batch: int, n_batches: int, loss: Tensor | float,
                    grad_norm: Tensor | None) -> str:
         """Record a skipped step (after ``global_step`` was advanced); return "skip", "rollback" or "stop"."""
         record = {
             "step": state.global_step,
             "epoch": state.epoch + 1,
             "batches": [first_batch, first_batch + n_batches],  # micro-batch indices in the epoch, end exclusive
-            "loss_finite": bool(torch.isfinite(loss)),
+            "loss_finite": math.isfinite(float(loss)),
             "grad_norm_finite": None if grad_norm is None else bool(torch.isfinite(grad_norm)),
         }
         state.skipped_steps.append(record)

@@ -75,9 +75,11 @@ def cross_entropy_total(
     *,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
+    mean: bool = False,
 ) -> Tensor:
     """The summed loss of :func:`cross_entropy_sum` alone: the training step already knows the count, and
-    skipping it saves two kernel launches per micro-batch in the hot loop."""
+    skipping it saves two kernel launches per micro-batch in the hot loop. ``mean=True`` divides by the count
+    inside the kernel (``reduction="mean"``), the same value and gradients as dividing the sum by it afterwards."""
     num_classes = logits.shape[-1]
     flat_logits = logits.reshape(-1, num_classes)
     if flat_logits.dtype != torch.float32:  # (a no-op .to() still costs a dispatch per step)
@@ -85,7 +87,7 @@ def cross_entropy_total(
     return F.cross_entropy(
         flat_logits,
         _flat_long(targets),
-        reduction="sum",
+        reduction="mean" if mean else "sum",
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
     )

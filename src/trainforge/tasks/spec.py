@@ -439,10 +439,15 @@ class TaskSpec:
             logits, self.loss_targets(labels), ignore_index=self.ignore_index, label_smoothing=self.label_smoothing
         )
 
-    def loss_total(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """``loss_sum(logits, labels)[0]`` without computing the count (the training step has it already)."""
+    def loss_total(self, logits: Tensor, labels: Tensor, *, mean: bool = False) -> Tensor:
+        """``loss_sum(logits, labels)[0]`` without computing the count (the training step has it already).
+
+        With ``mean=True``, that sum divided by the count inside the loss kernel (``nan`` when nothing counts): the
+        training step's loss when one micro-batch makes the whole step and its count is known to be positive.
+        """
         return losses.cross_entropy_total(
-            logits, self.loss_targets(labels), ignore_index=self.ignore_index, label_smoothing=self.label_smoothing
+            logits, self.loss_targets(labels), ignore_index=self.ignore_index, label_smoothing=self.label_smoothing,
+            mean=mean,
         )
 
     def loss_targets(self, labels: Tensor) -> Tensor:

@@ -160,6 +160,14 @@ class ModelAdapter:
         assert out.logits is not None
         return self.task.loss_total(out.logits, labels)
 
+    def loss_mean(self, out: Output, labels: Tensor) -> Tensor:
+        """Mean loss of a micro-batch over its targets: ``loss_sum / count`` when the count is positive."""
+        if self.mode == "model_loss":
+            assert out.loss is not None
+            return out.loss.float()  # the model's own mean
+        assert out.logits is not None
+        return self.task.loss_total(out.logits, labels, mean=True)
+
     @torch.no_grad()
     def probe(self, model: nn.Module, batch: Mapping[str, Tensor], labels: Tensor) -> str:
         """Decide the mode from one forward pass in eval mode (no dropout, no RNG use) before step 0."""

@@ -100,8 +100,7 @@ def fit(p: Parts, state: TrainState) -> None:
             state.batches_in_epoch += len(window)
             if ok:
                 state.nan_streak = 0
-                state.epoch_loss_sum += loss_sum
-                state.epoch_targets += targets
+                state.add_to_epoch(loss_sum, targets)
             elif _skip_bad_step(p, state, len(window), loss_sum, grad_norm):
                 rolled_back = True  # the state is the last good snapshot's: restart its epoch at its position
                 break
@@ -129,7 +128,7 @@ def fit(p: Parts, state: TrainState) -> None:
     fire(p.callbacks, Event.FIT_END, state)
 
 
-def _skip_bad_step(p: Parts, state: TrainState, n: int, loss: Tensor, grad_norm: Tensor | None) -> bool:
+def _skip_bad_step(p: Parts, state: TrainState, n: int, loss: Tensor | float, grad_norm: Tensor | None) -> bool:
     """A step the NaN guard skipped: record it; after a streak roll back (True) or stop with an error."""
     assert p.nan_guard is not None
     action = p.nan_guard.record_bad(state, state.batches_in_epoch - n, n, loss, grad_norm)
@@ -159,11 +158,14 @@ def _poll_preemption(p: Parts, state: TrainState) -> None:
         state.request_stop(p.preemption.reason)
 
 
-def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, Tensor | int, Tensor | None, bool]:
+def train_window(
+    p: Parts, window: list[Mapping[str, Tensor]]
+) -> tuple[Tensor | float, Tensor | int, Tensor | None, bool]:
     """One optimizer step over ``len(window)`` micro-batches, token-normalised across the whole window.
 
-    Returns the window's loss sum, its target count (a plain int when ``p.every_target_counts``), the gradient norm
-    and whether the step was taken (False: the NaN guard skipped it).
+    Returns the window's loss sum (a Python float when the NaN guard read it on the host), its target count (a
+    plain int when ``p.every_target_counts``), the gradient norm and whether the step was taken (False: the NaN
+    guard skipped it).
 
     The loss of the step is sum(per-target losses over all micro-batches and ranks) / count(valid targets), so
     ``batch_size=b, accumulation=k`` gives the gradients of ``batch_size=k*b``.
@@ -185,24 +187,28 @@ def train_window(p: Parts, window: list[Mapping[str, Tensor]]) -> tuple[Tensor, 
     if p.dist.enabled:
         # Every rank divides by the global count; DDP averages gradients over ranks, so scale back by world size.
         scale = p.dist.sum(torch.as_tensor(local, device=p.device)).clamp(min=1) / p.dist.world_size
-    window_loss: Tensor | None = None
     # One process has no gradient sync to skip: no generator-based context manager per micro-batch (microseconds).
     collective = p.dist.enabled or p.dist.sharded
+    # One micro-batch in one process with a known, positive count: sum / count is the loss kernel's own mean, so
+    # the step runs the kernels of a plain loop (no division forward and backward); the sum is mean * count.
+    per_target = len(batches) == 1 and not collective and isinstance(local, int) and local > 0
+    window_loss: Tensor | None = None
     for i, (batch, target, count) in enumerate(zip(batches, labels, counts)):
         with p.dist.no_sync(p.model, enabled=i < len(batches) - 1) if collective else _NO_SYNC:
             with p.autocast():
                 out = _forward(p, batch, target)
-                loss_sum = p.adapter.loss_sum(out, target, count)
-            loss = loss_sum / scale
+                loss = p.adapter.loss_mean(out, target) if per_target else p.adapter.loss_sum(out, target, count)
+            step_loss = loss if per_target else loss / scale
             if p.scaler is not None:
-                p.scaler.scale(loss).backward()
-            else:
-                loss.backward()
-        detached = loss_sum.detach()
+                step_loss = p.scaler.scale(step_loss)
+            step_loss.backward()
+        detached = loss.detach()
         window_loss = detached if window_loss is None else window_loss + detached
     assert window_loss is not None
-    grad_norm, ok = _step_optimizer(p, window_loss)
-    return window_loss, local, grad_norm, ok
+    grad_norm, ok, host_loss = _step_optimizer(p, window_loss)
+    if per_target:  # the window's loss is a mean: the sum is mean * count
+        return (host_loss * local if host_loss is not None else window_loss * local), local, grad_norm, ok
+    return (host_loss if host_loss is not None else window_loss), local, grad_norm, ok
 
 
 def _forward(p: Parts, batch: Mapping[str, Tensor], target: Tensor) -> Any:
@@ -224,7 +230,9 @@ def _forward(p: Parts, batch: Mapping[str, Tensor], target: Tensor) -> Any:
     return out
 
 
-def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool]:
+def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool, float | None]:
+    """Clip, check, step. Returns the gradient norm (None when neither clipping nor the guard computed it), whether
+    the step was taken, and ``window_loss`` as a Python float when the NaN guard read it on the host."""
     if p.scaler is not None:
         p.scaler.unscale_(p.optimizer)  # clip the true gradients, not the scaled ones
     grad_norm = None
@@ -232,12 +240,15 @@ def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool]
         grad_norm = torch.nn.utils.clip_grad_norm_(p.params, p.cfg.max_grad_norm, foreach=True)
     if p.nan_guard is not None and grad_norm is None and p.scaler is None:
         grad_norm = total_grad_norm(p.params)  # clipping is off: the guard needs the norm anyway
-    if p.nan_guard is not None and not _finite_step(p, window_loss, grad_norm):
-        if p.scaler is not None:
-            p.scaler.update()  # lowers the scale on inf/NaN, as a skipped scaler.step would
-        p.scheduler.step()  # a skipped step still advances the schedule (as GradScaler's skipped steps do)
-        p.optimizer.zero_grad(set_to_none=True)
-        return grad_norm, False
+    host_loss = None
+    if p.nan_guard is not None:
+        ok, host_loss = _finite_step(p, window_loss, grad_norm)
+        if not ok:
+            if p.scaler is not None:
+                p.scaler.update()  # lowers the scale on inf/NaN, as a skipped scaler.step would
+            p.scheduler.step()  # a skipped step still advances the schedule (as GradScaler's skipped steps do)
+            p.optimizer.zero_grad(set_to_none=True)
+            return grad_norm, False, host_loss
     if p.scaler is not None:
         p.scaler.step(p.optimizer)
         p.scaler.update()
@@ -245,11 +256,12 @@ def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool]
         p.optimizer.step()
     p.scheduler.step()
     p.optimizer.zero_grad(set_to_none=True)
-    return grad_norm, True
+    return grad_norm, True, host_loss
 
 
-def _finite_step(p: Parts, window_loss: Tensor, grad_norm: Tensor | None) -> bool:
-    """The NaN guard's check: one wait for the device per step.
+def _finite_step(p: Parts, window_loss: Tensor, grad_norm: Tensor | None) -> tuple[bool, float | None]:
+    """The NaN guard's check: one wait for the device per step. Returns whether the step is finite and the loss
+    when it was read on the host (the loop then adds it to the epoch's sums without a kernel).
 
     With a GradScaler, inf gradients are the scaler's business (it skips those steps itself), so only the loss
     is checked; otherwise the gradient norm too (the one clipping computed).
@@ -262,11 +274,12 @@ def _finite_step(p: Parts, window_loss: Tensor, grad_norm: Tensor | None) -> boo
     """
     checked = None if p.scaler is not None else grad_norm
     if not p.dist.enabled and type(window_loss) is Tensor and (checked is None or type(checked) is Tensor):
-        return math.isfinite(float(window_loss)) and (checked is None or math.isfinite(float(checked)))
+        loss = float(window_loss)
+        return math.isfinite(loss) and (checked is None or math.isfinite(float(checked))), loss
     ok = NanGuard.finite(window_loss, checked)
     if p.dist.enabled:  # every rank must take the same decision
         ok = p.dist.sum((~ok).to(torch.int32)) == 0
-    return bool(ok)
+    return bool(ok), None
 
 
 def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
@@ -274,7 +287,7 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
     cfg = p.cfg
     state.epoch += 1
     state.batches_in_epoch = 0
-    loss_sum, targets = p.dist.sum(state.epoch_loss_sum), p.dist.sum(state.epoch_targets)
+    loss_sum, targets = (p.dist.sum(x) for x in state.epoch_sums())
     n_targets = int(targets.item())
     row: dict[str, Any] = {"epoch": state.epoch, "step": state.global_step}
     row["train/loss"] = float(loss_sum.item()) / max(n_targets, 1)
@@ -399,11 +412,11 @@ class _StepLog:
     def __init__(self, state: TrainState) -> None:
         self.state = state
         self.step, self.clock = state.global_step, time.perf_counter()
-        self.loss, self.targets = float(state.epoch_loss_sum), int(state.epoch_targets)
+        self.loss, self.targets = state.epoch_sums_on_host()
 
     def flush(self, step: int) -> tuple[float, float, int]:
         now = time.perf_counter()
-        loss_total, n_total = float(self.state.epoch_loss_sum), int(self.state.epoch_targets)  # syncs, per log
+        loss_total, n_total = self.state.epoch_sums_on_host()  # syncs, per log line
         n = n_total - self.targets
         loss = (loss_total - self.loss) / max(n, 1)
         rate = n / max(now - self.clock, 1e-9)

@@ -19,9 +19,13 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: float | None = None
     best_epoch: int | None = None
-    # Running sums of the current epoch, kept on the device so the hot loop never syncs.
+    # Running sums of the current epoch in two parts; read them through ``epoch_sums``/``epoch_sums_on_host``.
+    # The device part takes tensors, so the hot loop never syncs for them; the host part takes the values the
+    # loop has read anyway (the NaN guard reads every step's loss in one process), so they cost no kernel.
     epoch_loss_sum: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
     epoch_targets: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
+    epoch_loss_host: float = 0.0
+    epoch_targets_host: int = 0
     # NaN guard (callbacks/nan_guard.py): skipped steps with their micro-batch indices, the current bad streak.
     skipped_steps: list[dict[str, Any]] = field(default_factory=list)
     nan_streak: int = 0
@@ -38,11 +42,37 @@ class TrainState:
         self.stop_requested = True
         self.stop_reason = reason
 
+    def add_to_epoch(self, loss_sum: Tensor | float, targets: Tensor | int) -> None:
+        """Add one step's loss sum and target count: Python numbers to the host part, tensors to the device part."""
+        if isinstance(loss_sum, float):
+            self.epoch_loss_host += loss_sum
+        else:
+            self.epoch_loss_sum += loss_sum
+        if isinstance(targets, int):
+            self.epoch_targets_host += targets
+        else:
+            self.epoch_targets += targets
+
+    def epoch_sums(self) -> tuple[Tensor, Tensor]:
+        """The epoch's loss sum (float64) and target count (int64) as tensors on the device (no sync)."""
+        loss, targets = self.epoch_loss_sum, self.epoch_targets
+        if self.epoch_loss_host:
+            loss = loss + self.epoch_loss_host
+        if self.epoch_targets_host:
+            targets = targets + self.epoch_targets_host
+        return loss, targets
+
+    def epoch_sums_on_host(self) -> tuple[float, int]:
+        """The epoch's loss sum and target count as Python numbers (reads the device part: a sync)."""
+        return float(self.epoch_loss_sum) + self.epoch_loss_host, int(self.epoch_targets) + self.epoch_targets_host
+
     def reset_epoch_sums(self, device: torch.device) -> None:
         self.epoch_loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.epoch_targets = torch.zeros((), dtype=torch.int64, device=device)
+        self.epoch_loss_host, self.epoch_targets_host = 0.0, 0
 
     def state_dict(self) -> dict[str, Any]:
+        loss_sum, targets = self.epoch_sums()
         return {
             "epoch": self.epoch,
             "global_step": self.global_step,
@@ -50,8 +80,8 @@ class TrainState:
             "history": [dict(row) for row in self.history],
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
-            "epoch_loss_sum": self.epoch_loss_sum.detach().cpu(),
-            "epoch_targets": self.epoch_targets.detach().cpu(),
+            "epoch_loss_sum": loss_sum.detach().cpu(),
+            "epoch_targets": targets.detach().cpu(),
             "stop_requested": self.stop_requested,
             "stop_reason": self.stop_reason,
             "skipped_steps": [dict(r) for r in self.skipped_steps],
@@ -68,6 +98,7 @@ class TrainState:
         self.best_epoch = state["best_epoch"]
         self.epoch_loss_sum = state["epoch_loss_sum"].to(device)
         self.epoch_targets = state["epoch_targets"].to(device)
+        self.epoch_loss_host, self.epoch_targets_host = 0.0, 0
         self.stop_requested = bool(state.get("stop_requested", False))
         self.stop_reason = state.get("stop_reason")
         self.skipped_steps = [dict(r) for r in state.get("skipped_steps", [])]

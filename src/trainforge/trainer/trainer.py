@@ -241,7 +241,7 @@ class Trainer:
             if manager is None:
                 return
             # Checkpoints hold the epoch's running sums over all ranks, so they resume on any world size.
-            sums = (dist_env.sum(st.epoch_loss_sum), dist_env.sum(st.epoch_targets)) if dist_env.enabled else None
+            sums = tuple(dist_env.sum(x) for x in st.epoch_sums()) if dist_env.enabled else None
             # FSDP: gathering the full model and optimizer state is collective, so every rank builds the payload
             payload = states.payload(st, kind) if dist_env.is_main or dist_env.sharded else {}
             if dist_env.is_main:
