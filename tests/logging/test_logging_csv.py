@@ -54,7 +54,7 @@ def test_csv_readable_by_pandas(tmp_path: Path) -> None:
 def test_steps_jsonl_lines_parse(tmp_path: Path) -> None:
     lg = CSVLogger(tmp_path)
     lg.log_step({"train/loss": 2.25, "lr": 1e-3}, step=1)
-    # Line-buffered: the line is on disk before close.
+    # The first line is flushed at once (the interval since the last flush is unbounded): on disk before close.
     assert (tmp_path / "steps.jsonl").read_text().count("\n") == 1
     lg.log_step({"train/loss": 2.0, "lr": 9e-4, "grad_norm": 0.5}, step=2)
     lg.close()
@@ -114,3 +114,20 @@ def test_fresh_run_truncates_old_steps(tmp_path: Path) -> None:
     lg.log_step({"train/loss": 1.0}, step=1)
     lg.close()
     assert [json.loads(x)["step"] for x in (tmp_path / "steps.jsonl").read_text().splitlines()] == [1]
+
+
+def test_steps_jsonl_flushes_at_most_once_per_interval_and_with_each_epoch_row(tmp_path: Path) -> None:
+    lg = CSVLogger(tmp_path, flush_interval_s=3600.0)
+    lg.log_step({"train/loss": 2.0}, step=1)  # flushed: the first line
+    lg.log_step({"train/loss": 1.9}, step=2)  # within the interval: buffered
+    assert (tmp_path / "steps.jsonl").read_text().count("\n") == 1
+    lg.log_epoch({"epoch": 1, "train/loss": 1.95}, step=2)  # the epoch's step lines go with its row
+    assert (tmp_path / "steps.jsonl").read_text().count("\n") == 2
+    lg.log_step({"train/loss": 1.8}, step=3)
+    lg.close()
+    assert (tmp_path / "steps.jsonl").read_text().count("\n") == 3
+    every = CSVLogger(tmp_path / "every", flush_interval_s=0.0)
+    for step in (1, 2):
+        every.log_step({"train/loss": 1.0}, step=step)
+    assert (tmp_path / "every" / "steps.jsonl").read_text().count("\n") == 2
+    every.close()

@@ -3,7 +3,9 @@
 * ``metrics.csv`` — one row per epoch. The header is the union of the keys seen so far (in first-seen
   order); the file is rewritten atomically each epoch, so it is always complete and readable even if
   a new key (say a task metric) appears in a later epoch.
-* ``steps.jsonl`` — one JSON object per ``log_step`` call, ``{"step": N, ...metrics}``, line-buffered.
+* ``steps.jsonl`` — one JSON object per ``log_step`` call, ``{"step": N, ...metrics}``. A line reaches the OS at
+  once when the previous flush is at least ``flush_interval_s`` old (1 s), otherwise with the next such line, an
+  epoch row, the summary or ``close``: fast steps pay one write system call per second, not one per line.
 * ``summary.json`` — the final results, written atomically by ``log_summary``.
 
 The resolved config is written by the trainer (``config.yaml``), so ``log_config`` does nothing here.
@@ -16,6 +18,7 @@ import io
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,9 +69,11 @@ class CSVLogger:
         resume: keep the rows of an existing ``metrics.csv`` and append to ``steps.jsonl`` (a resumed
             run is the same run). Rows whose epoch is >= an epoch logged now are replaced, so epochs
             logged after the checkpoint the run resumed from do not appear twice.
+        flush_interval_s: ``steps.jsonl`` lines are flushed to the OS when the last flush is at least this old
+            (0: every line).
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, resume: bool = False) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], *, resume: bool = False, flush_interval_s: float = 1.0) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / METRICS_FILE
@@ -77,6 +82,8 @@ class CSVLogger:
         self._fields: list[str] = []
         self._rows: list[dict[str, Any]] = []
         self._steps: IO[str] | None = None
+        self.flush_interval_s = flush_interval_s
+        self._flushed_at = -math.inf
         # A fresh run truncates steps.jsonl on first use; a resumed run (or a reopen after close) appends.
         self._steps_mode = "a" if resume else "w"
         if resume and self.metrics_path.exists():
@@ -96,14 +103,22 @@ class CSVLogger:
     def log_step(self, metrics: dict[str, float], step: int) -> None:
         """Append ``{"step": step, **metrics}`` as one line of ``steps.jsonl``."""
         if self._steps is None:
-            # Line buffering: each record reaches the OS as soon as it is written.
-            self._steps = self.steps_path.open(self._steps_mode, buffering=1, encoding="utf-8")
+            self._steps = self.steps_path.open(self._steps_mode, encoding="utf-8")
             self._steps_mode = "a"
         record = {"step": int(step), **{k: to_jsonable(v) for k, v in metrics.items()}}
         self._steps.write(json.dumps(record) + "\n")
+        now = time.monotonic()
+        if now - self._flushed_at >= self.flush_interval_s:
+            self._flush_steps(now)
+
+    def _flush_steps(self, now: float) -> None:
+        if self._steps is not None:
+            self._steps.flush()
+        self._flushed_at = now
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:
         """Add one row to ``metrics.csv`` and rewrite it atomically (header = union of keys)."""
+        self._flush_steps(time.monotonic())  # the epoch's step lines are on disk when its row is
         row = {k: to_jsonable(v) for k, v in row.items()}
         epoch = _epoch_of(row)
         if epoch is not None:
@@ -125,6 +140,7 @@ class CSVLogger:
 
     def log_summary(self, summary: dict[str, Any]) -> None:
         """Write ``summary.json`` atomically."""
+        self._flush_steps(time.monotonic())
         text = json.dumps(to_jsonable(summary), indent=2, sort_keys=False) + "\n"
         atomic_write_text(self.summary_path, text)
 

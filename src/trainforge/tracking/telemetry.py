@@ -14,6 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
+try:  # imported once here: the loop reads the peak RSS at every log line
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
+
 __all__ = ["GPU_PEAK_TFLOPS", "LoopTelemetry", "flops_per_token", "mfu", "peak_cpu_rss_mb", "peak_cuda_mb", "peak_flops",
            "peak_memory_mb"]
 
@@ -47,9 +52,7 @@ GPU_PEAK_TFLOPS: list[tuple[str, float, float]] = [
 
 def peak_cpu_rss_mb() -> float:
     """The process's peak resident set size in MiB (``getrusage`` max RSS; 0.0 where unavailable)."""
-    try:
-        import resource
-    except ImportError:  # Windows
+    if resource is None:
         return 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
