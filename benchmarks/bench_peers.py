@@ -130,9 +130,9 @@ class Plan:
 FULL = Plan(
     train=(
         TrainCase("big", "(a) small GPT", "bench", batch_size=16, seq_len=128, steps=20, warmup=3),
-        TrainCase("tiny", "(b) tiny model", "bench_tiny", batch_size=8, seq_len=32, steps=400, warmup=5),
+        TrainCase("tiny", "(b) tiny model", "bench_tiny", batch_size=8, seq_len=32, steps=1000, warmup=5),
         TrainCase("tiny+compile", "(c) tiny model, torch.compile", "bench_tiny", batch_size=8, seq_len=32,
-                  steps=400, warmup=8, compile=True),
+                  steps=1000, warmup=8, compile=True),
     ),
     eval_preset="bench", eval_batch=16, eval_seq=128, eval_rows=320,
     startup_repeats=7, ckpt_preset="bench", ckpt_repeats=7,
