@@ -43,6 +43,17 @@ def test_resume_from_epoch_or_mid_epoch_checkpoint_is_bitwise_identical(lm_block
     _assert_same(uninterrupted, resumed)
 
 
+def test_mid_epoch_resume_without_accumulation_is_bitwise_identical(lm_blocks) -> None:
+    # One micro-batch per step: the loss kernel's mean path, and the epoch sums added on the host (NaN guard read).
+    # 11 steps per epoch: step 16 is mid-epoch 2, after 5 of its steps.
+    full = _run(lm_blocks, Path("full1"), gradient_accumulation_steps=1)
+    resumed_dir = Path("resumed1")
+    resumed_dir.mkdir()
+    shutil.copy(Path("full1") / "step_00000016.pt", resumed_dir / "step_00000016.pt")
+    resumed = _run(lm_blocks, resumed_dir, resume=str(resumed_dir / "step_00000016.pt"), gradient_accumulation_steps=1)
+    _assert_same(full, resumed)
+
+
 def test_killed_run_resumes_with_auto(lm_blocks, uninterrupted):
     class Crash:
         def on_step_end(self, state):

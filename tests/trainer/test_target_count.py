@@ -80,3 +80,17 @@ def test_epoch_sums_add_host_numbers_and_device_tensors_and_save_both() -> None:
     assert restored.epoch_sums_on_host() == (4.0, 16)
     restored.reset_epoch_sums(torch.device("cpu"))
     assert restored.epoch_sums_on_host() == (0.0, 0)
+
+
+def test_resumed_host_sums_add_in_the_uninterrupted_order() -> None:
+    """Float sums are not associative: after a resume the loaded sum must take the next host values in order."""
+    whole, first = TrainState(), TrainState()
+    for state in (whole, first):
+        state.add_to_epoch(1e16, 1)
+    resumed = TrainState()
+    resumed.load_state_dict(first.state_dict(), torch.device("cpu"))
+    for state in (whole, resumed):
+        state.add_to_epoch(1.0, 1)  # 1e16 + 1.0 rounds back to 1e16, twice; 1e16 + 2.0 would not
+        state.add_to_epoch(1.0, 1)
+    assert resumed.epoch_sums_on_host() == whole.epoch_sums_on_host() == (1e16, 3)
+    assert float(resumed.epoch_sums()[0]) == 1e16

@@ -26,6 +26,9 @@ class TrainState:
     epoch_targets: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
     epoch_loss_host: float = 0.0
     epoch_targets_host: int = 0
+    # Loaded sums sit in the device part; a run that adds host values moves them to the host part first, so the
+    # additions happen in the uninterrupted run's order (float sums are not associative: exact resume).
+    _loaded_on_device: bool = field(default=False, repr=False)
     # NaN guard (callbacks/nan_guard.py): skipped steps with their micro-batch indices, the current bad streak.
     skipped_steps: list[dict[str, Any]] = field(default_factory=list)
     nan_streak: int = 0
@@ -45,6 +48,9 @@ class TrainState:
     def add_to_epoch(self, loss_sum: Tensor | float, targets: Tensor | int) -> None:
         """Add one step's loss sum and target count: Python numbers to the host part, tensors to the device part."""
         if isinstance(loss_sum, float):
+            if self._loaded_on_device:  # once after a resume: one read of the loaded sum
+                self.epoch_loss_host, self._loaded_on_device = float(self.epoch_loss_sum), False
+                self.epoch_loss_sum = torch.zeros_like(self.epoch_loss_sum)
             self.epoch_loss_host += loss_sum
         else:
             self.epoch_loss_sum += loss_sum
@@ -70,6 +76,7 @@ class TrainState:
         self.epoch_loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.epoch_targets = torch.zeros((), dtype=torch.int64, device=device)
         self.epoch_loss_host, self.epoch_targets_host = 0.0, 0
+        self._loaded_on_device = False
 
     def state_dict(self) -> dict[str, Any]:
         loss_sum, targets = self.epoch_sums()
@@ -99,6 +106,7 @@ class TrainState:
         self.epoch_loss_sum = state["epoch_loss_sum"].to(device)
         self.epoch_targets = state["epoch_targets"].to(device)
         self.epoch_loss_host, self.epoch_targets_host = 0.0, 0
+        self._loaded_on_device = True
         self.stop_requested = bool(state.get("stop_requested", False))
         self.stop_reason = state.get("stop_reason")
         self.skipped_steps = [dict(r) for r in state.get("skipped_steps", [])]
