@@ -2,7 +2,7 @@
 
 Run (from the repository root, with the ``bench`` extra installed: ``pip install -e ".[bench]"``)::
 
-    python benchmarks/bench_peers.py                 # full run, ~10 minutes on 2 cores; writes
+    python benchmarks/bench_peers.py                 # full run, ~12 minutes on 2 cores; writes
                                                      # benchmarks/results/peers.md and peers.png
     python benchmarks/bench_peers.py --quick --out-dir /tmp/peers   # tiny sizes, 1 repeat (checks the script)
 
@@ -998,7 +998,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat: checks the script (< 1 minute)")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
                         help=f"where peers.md, peers.png and peers.json go (default {DEFAULT_OUT_DIR})")
-    parser.add_argument("--repeats", type=int, default=None, help="repeats per engine for (a)-(d) (default 5, quick 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per engine for (a)-(d) (default 7, quick 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every engine "
                         "(default: torch's own default)")
     args = parser.parse_args(argv)
@@ -1013,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     plan = QUICK if args.quick else FULL
-    repeats = args.repeats or (1 if args.quick else 5)
+    repeats = args.repeats or (1 if args.quick else 7)
     started = time.perf_counter()
     header = machine(threads) + f"\n- load average before: {load_avg()}"
     print(header, flush=True)
