@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from tests.helpers import lm_task, quiet_config, tiny_gpt
 from trainforge import Trainer
 from trainforge.data.inputs import PairSamples
-from trainforge.data.tensor_loader import TensorBatchLoader, every_target_counts
+from trainforge.data.tensor_loader import TensorBatchLoader, batches_on, every_target_counts
 from trainforge.trainer.state import TrainState
 
 
@@ -94,3 +94,16 @@ def test_resumed_host_sums_add_in_the_uninterrupted_order() -> None:
         state.add_to_epoch(1.0, 1)
     assert resumed.epoch_sums_on_host() == whole.epoch_sums_on_host() == (1e16, 3)
     assert float(resumed.epoch_sums()[0]) == 1e16
+
+
+def test_in_order_batches_come_as_ranges_and_are_used_where_they_lie() -> None:
+    """shuffle=False: the loader fetches ranges (no per-batch order check); the batches equal the listed fetch,
+    own their memory, and the step uses them as they are (already on the CPU)."""
+    ids = torch.randint(0, 32, (10, 16))
+    samples = PairSamples(ids, None, lm_task())
+    batches = list(TensorBatchLoader(samples, 4))
+    assert [b["input_ids"].shape[0] for b in batches] == [4, 4, 2]
+    assert torch.equal(batches[1]["input_ids"], samples.__getitems__([4, 5, 6, 7])["input_ids"])
+    assert batches[1]["input_ids"].data_ptr() != ids[4].data_ptr()  # a copy, as collating would give
+    assert batches_on(TensorBatchLoader(samples, 4), torch.device("cpu"))
+    assert not batches_on(torch.utils.data.DataLoader(RowDicts(ids)), torch.device("cpu"))

@@ -106,15 +106,17 @@ class PairSamples(Dataset[dict[str, Any]]):
     def tensor_backed(self) -> bool:
         return isinstance(self.inputs, Tensor) and (self.labels is None or isinstance(self.labels, Tensor))
 
-    def __getitems__(self, indices: list[int]) -> Any:
+    def __getitems__(self, indices: Sequence[int]) -> Any:
         """A whole batch in one indexing call when the data are tensors (the DataLoader's batched fetch).
 
         The result equals collating the samples one by one; it is a ``Batch`` dict, which collators pass on.
+        ``indices`` may be a ``range`` (the tensor loader's in-order batches): known to be in order without a check.
         """
         if not self.tensor_backed:
             return [self[i] for i in indices]
         first = indices[0] if indices else 0
-        if indices == list(range(first, first + len(indices))):  # in order (shuffle=False, evaluation): a slice
+        in_order = indices.step == 1 if isinstance(indices, range) else indices == list(range(first, first + len(indices)))
+        if in_order:  # shuffle=False, evaluation: a slice
             # clone: the batch must not share memory with the dataset, as an index_select copy would not
             stop = first + len(indices)
             batch = PreBatched({self.task.input_field: self.inputs[first:stop].clone()})  # type: ignore[attr-defined]
@@ -145,7 +147,7 @@ class Subset(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.base[self.indices[index]]
 
-    def __getitems__(self, indices: list[int]) -> Any:
+    def __getitems__(self, indices: Sequence[int]) -> Any:
         getitems = getattr(self.base, "__getitems__", None)
         mapped = [self.indices[i] for i in indices]
         return getitems(mapped) if getitems is not None else [self.base[i] for i in mapped]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
@@ -30,9 +31,7 @@ def every_target_counts(loader: Any, task: TaskSpec) -> bool:
         return False
     if task.pad_token_id is not None:
         return False
-    base = loader.dataset
-    while isinstance(base, Subset):
-        base = base.base
+    base = _base(loader.dataset)
     if not isinstance(base, PairSamples) or base.labels is not None or not isinstance(base.inputs, Tensor):
         return False
     ids = base.inputs
@@ -41,9 +40,24 @@ def every_target_counts(loader: Any, task: TaskSpec) -> bool:
 
 def is_tensor_backed(dataset: Any) -> bool:
     """True for ``(inputs[, labels])`` tensor datasets (directly or through a Subset)."""
+    base = _base(dataset)
+    return isinstance(base, PairSamples) and base.tensor_backed
+
+
+def batches_on(loader: Any, device: torch.device) -> bool:
+    """True when every batch ``loader`` gives holds only tensors already on ``device``: the training step can use
+    them as they are instead of building a moved copy of each batch dict."""
+    base = _base(loader.dataset) if isinstance(loader, TensorBatchLoader) else None
+    if not isinstance(base, PairSamples) or not base.tensor_backed:
+        return False
+    tensors: list[Any] = [base.inputs] if base.labels is None else [base.inputs, base.labels]
+    return all(t.device == device for t in tensors)
+
+
+def _base(dataset: Any) -> Any:
     while isinstance(dataset, Subset):
         dataset = dataset.base
-    return isinstance(dataset, PairSamples) and dataset.tensor_backed
+    return dataset
 
 
 class TensorBatchLoader:
@@ -61,5 +75,11 @@ class TensorBatchLoader:
     def __iter__(self) -> Iterator[Any]:
         order = list(self.sampler) if self.sampler is not None else list(range(len(self.dataset)))
         fetch = self.dataset.__getitems__
-        for start in range(0, len(order), self.batch_size):
-            yield fetch(order[start : start + self.batch_size])
+        n, size = len(order), self.batch_size
+        first = order[0] if order else 0
+        if order == list(range(first, first + n)):  # in order (shuffle=False): ranges, checked once per epoch
+            for start in range(0, n, size):
+                yield fetch(range(first + start, first + min(start + size, n)))
+            return
+        for start in range(0, n, size):
+            yield fetch(order[start : start + size])

@@ -177,7 +177,7 @@ class LoopTelemetry:
 
 
 def _batch_len(batch: Any) -> int:
-    if isinstance(batch, Mapping):
+    if isinstance(batch, (dict, Mapping)):  # (a dict is recognised without the abstract-class check)
         for v in batch.values():
             shape = getattr(v, "shape", None)
             if shape:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 
 _NO_SYNC = contextlib.nullcontext()  # reusable (nullcontext keeps no state)
+_END: Any = object()  # the end of an epoch's batches
 
 # A torch DataLoader, or the lighter loader trainforge uses for in-memory tensors in one process.
 Loader = DataLoader[Any] | TensorBatchLoader
@@ -78,6 +79,7 @@ class Parts:
     params: list[nn.Parameter] = field(default_factory=list)
     samples_per_batch: int = 1  # the train loader's batch size: set_start(batches_in_epoch * samples_per_batch)
     every_target_counts: bool = False  # causal LM on plain token tensors: the count is the shape's (no kernels)
+    batches_on_device: bool = False  # the train loader's batches hold only tensors already on the device
     nan_guard: NanGuard | None = None  # skips non-finite steps, rolls back after a streak (callbacks/nan_guard.py)
     preemption: Preemption | None = None  # SIGTERM/SIGINT seen during fit: stop at the next step boundary
     telemetry: LoopTelemetry | None = None  # data wait, samples/s, peak memory, MFU at each log line
@@ -170,7 +172,7 @@ def train_window(
     The loss of the step is sum(per-target losses over all micro-batches and ranks) / count(valid targets), so
     ``batch_size=b, accumulation=k`` gives the gradients of ``batch_size=k*b``.
     """
-    batches = [_to_device(b, p.device) for b in window]
+    batches = window if p.batches_on_device else [_to_device(b, p.device) for b in window]
     labels = [p.task.targets(b) for b in batches]
     counts: list[Any]  # Tensors, or ints when every target counts
     local: Tensor | int
@@ -370,7 +372,11 @@ def _windows(
     With ``telemetry``, the time spent waiting for the data (host clock only) and the samples are counted."""
     while True:
         started = time.perf_counter()
-        window = list(itertools.islice(batches, k))
+        if k == 1:  # (no islice per step)
+            batch = next(batches, _END)
+            window = [] if batch is _END else [batch]
+        else:
+            window = list(itertools.islice(batches, k))
         if telemetry is not None:
             telemetry.add_window(time.perf_counter() - started, window)
         if not window:

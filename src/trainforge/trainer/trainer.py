@@ -31,7 +31,7 @@ from trainforge.data.inputs import as_dataset, limit_samples, split_dataset
 from trainforge.data.module import resume_handle
 from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
-from trainforge.data.tensor_loader import TensorBatchLoader, every_target_counts, is_tensor_backed
+from trainforge.data.tensor_loader import TensorBatchLoader, batches_on, every_target_counts, is_tensor_backed
 from trainforge.data.tokenizers import check_vocab, save_tokenizer
 from trainforge.distributed import fsdp
 from trainforge.distributed.env import DistEnv, from_environment
@@ -275,6 +275,7 @@ class Trainer:
             pending_rng=pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
             params=[p for p in model.parameters() if p.requires_grad],
             every_target_counts=every_target_counts(train_loader, task),
+            batches_on_device=batches_on(train_loader, device),
         )
         if cfg.nan_guard:
             parts.nan_guard = self._nan_guard(parts, states)
