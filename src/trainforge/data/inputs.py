@@ -115,8 +115,7 @@ class PairSamples(Dataset[dict[str, Any]]):
         if not self.tensor_backed:
             return [self[i] for i in indices]
         first = indices[0] if indices else 0
-        in_order = indices.step == 1 if isinstance(indices, range) else indices == list(range(first, first + len(indices)))
-        if in_order:  # shuffle=False, evaluation: a slice
+        if in_order(indices):  # shuffle=False, evaluation: a slice
             # clone: the batch must not share memory with the dataset, as an index_select copy would not
             stop = first + len(indices)
             batch = PreBatched({self.task.input_field: self.inputs[first:stop].clone()})  # type: ignore[attr-defined]
@@ -128,6 +127,14 @@ class PairSamples(Dataset[dict[str, Any]]):
         if self.labels is not None:
             batch[self.task.label_field] = self.labels.index_select(0, rows)  # type: ignore[attr-defined]
         return batch
+
+
+def in_order(indices: Sequence[int]) -> bool:
+    """True when ``indices`` are consecutive and ascending (a ``range`` with step 1 needs no look at its items)."""
+    if isinstance(indices, range):
+        return indices.step == 1
+    first = indices[0] if indices else 0
+    return list(indices) == list(range(first, first + len(indices)))
 
 
 class PreBatched(dict):  # type: ignore[type-arg]

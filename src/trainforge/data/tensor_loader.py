@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from trainforge.data.inputs import PairSamples, Subset
+from trainforge.data.inputs import PairSamples, Subset, in_order
 
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
@@ -77,7 +77,7 @@ class TensorBatchLoader:
         fetch = self.dataset.__getitems__
         n, size = len(order), self.batch_size
         first = order[0] if order else 0
-        if order == list(range(first, first + n)):  # in order (shuffle=False): ranges, checked once per epoch
+        if in_order(order):  # shuffle=False: ranges, so the order is checked once per epoch, not per batch
             for start in range(0, n, size):
                 yield fetch(range(first + start, first + min(start + size, n)))
             return

@@ -208,9 +208,10 @@ def train_window(
         window_loss = detached if window_loss is None else window_loss + detached
     assert window_loss is not None
     grad_norm, ok, host_loss = _step_optimizer(p, window_loss)
+    loss_sum: Tensor | float = host_loss if host_loss is not None else window_loss
     if per_target:  # the window's loss is a mean: the sum is mean * count
-        return (host_loss * local if host_loss is not None else window_loss * local), local, grad_norm, ok
-    return (host_loss if host_loss is not None else window_loss), local, grad_norm, ok
+        loss_sum = loss_sum * local
+    return loss_sum, local, grad_norm, ok
 
 
 def _forward(p: Parts, batch: Mapping[str, Tensor], target: Tensor) -> Any:
