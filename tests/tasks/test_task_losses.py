@@ -74,6 +74,14 @@ def test_lm_pad_equal_to_eos_only_masks_by_attention_mask() -> None:
     assert task.targets({"input_ids": torch.tensor([[1, 3, 3]])}).tolist() == [[1, -100, -100]]
 
 
+def test_lm_targets_of_plain_ids_are_the_ids_in_int64() -> None:
+    ids = torch.tensor([[3, 1, 2]])
+    assert lm().targets({"input_ids": ids}) is ids, "nothing to mask: no copy on the hot path"
+    short = torch.tensor([[3, 1, 2]], dtype=torch.int32)
+    labels = lm().targets({"input_ids": short})
+    assert labels.dtype == torch.long and labels.tolist() == [[3, 1, 2]]
+
+
 def test_lm_explicit_labels_are_used_as_given() -> None:
     labels = torch.tensor([[-100, 1, 2]])
     assert lm(pad_token_id=1).targets({"input_ids": torch.tensor([[3, 1, 2]]), "labels": labels}) is labels

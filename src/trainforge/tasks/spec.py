@@ -383,7 +383,7 @@ class TaskSpec:
         also the EOS token (GPT-2 style) and an attention mask is given, only the mask marks padding, so the
         model still learns to emit real EOS tokens.
         """
-        if not isinstance(batch, Mapping):
+        if not isinstance(batch, dict) and not isinstance(batch, Mapping):  # (a dict skips the abstract-class check)
             raise DataError(
                 f"expected the batch to be a dict of tensors, got {type(batch).__name__}; "
                 f"have the dataset or collator return a dict with {self.input_field!r} and {self.label_field!r}"
@@ -392,15 +392,16 @@ class TaskSpec:
             labels = batch.get(self.label_field)
             if labels is not None:
                 return labels
-            if self.input_field not in batch:
+            ids = batch.get(self.input_field)
+            if ids is None:
                 raise self._missing(batch, self.input_field, "return the token ids under 'input_ids'")
             mask = batch.get("attention_mask")
             pad = self.pad_token_id
+            if mask is None and pad is None and ids.dtype == torch.long:
+                return ids  # nothing to mark as padding: the ids are the labels (every step of plain token data)
             if mask is not None and pad is not None and pad == self.eos_token_id:
                 pad = None
-            return losses.labels_from_input_ids(
-                batch[self.input_field], ignore_index=self.ignore_index, pad_token_id=pad, attention_mask=mask
-            )
+            return losses.labels_from_input_ids(ids, ignore_index=self.ignore_index, pad_token_id=pad, attention_mask=mask)
         if self.label_field not in batch:
             if self.task_type == "seq2seq":
                 fix = "return the target token ids under 'labels' (padding set to ignore_index)"
