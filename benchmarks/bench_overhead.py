@@ -50,7 +50,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from machine_info import describe, load_avg  # benchmarks/ is the script's directory: on sys.path
+from machine_info import (  # benchmarks/ is the script's directory: on sys.path
+    DEFAULT_MALLOC_FLAG,
+    describe,
+    load_avg,
+    malloc_note,
+    rerun_with_steady_malloc,
+)
 from reference import lr_factor  # benchmarks/ is the script's directory: on sys.path
 
 from trainforge import TaskSpec, Trainer, TrainingConfig
@@ -305,7 +311,7 @@ def import_offenders(limit: int = 10) -> tuple[float, list[tuple[str, float, flo
 # ------------------------------------------------------------------------------------------------ report
 def machine() -> str:
     return describe(f"{torch.get_num_threads()} intra-op / {torch.get_num_interop_threads()} inter-op (the same for "
-                    "both sides)")
+                    "both sides)") + "\n" + malloc_note()
 
 
 def report(results: list[dict[str, Any]], imports: tuple[list[float], list[float]],
@@ -372,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="repeats per side (default 5, quick 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for both sides "
                         "(default: torch's own default)")
+    parser.add_argument(DEFAULT_MALLOC_FLAG, action="store_true",
+                        help="keep glibc's default heap thresholds (see machine_info.STEADY_MALLOC)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -405,4 +413,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    rerun_with_steady_malloc()
     sys.exit(main())

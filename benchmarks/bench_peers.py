@@ -43,6 +43,9 @@ Training tokens/s = target tokens (``batch * (seq - 1)`` per step) of the timed 
 end of the last warm-up step and the end of the last step, both taken by each engine's own step-end hook
 (trainforge ``on_step_end``, HF ``TrainerCallback.on_step_end``, Lightning ``Callback.on_train_batch_end``, the raw
 loop after ``zero_grad``). The whole call (model build, engine setup, warm-up, teardown) is reported too.
+
+The script re-runs itself with glibc's heap thresholds fixed for every engine (``machine_info.STEADY_MALLOC``, which
+says why; ``--default-malloc`` keeps glibc's defaults).
 """
 
 from __future__ import annotations
@@ -67,7 +70,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from machine_info import cpu_name, describe, load_avg  # benchmarks/ is the script's directory: on sys.path
+from machine_info import (  # benchmarks/ is the script's directory: on sys.path
+    DEFAULT_MALLOC_FLAG,
+    cpu_name,
+    describe,
+    load_avg,
+    malloc_note,
+    rerun_with_steady_malloc,
+)
 from reference import lr_factor  # benchmarks/ is the script's directory: on sys.path
 from torch import Tensor, nn
 
@@ -105,6 +115,10 @@ class TrainCase:
     steps: int  # timed steps
     warmup: int  # untimed steps before them
     compile: bool = False
+    # Repeats = --repeats x this. (b) gets more pairs: its runs take seconds, and its 0.97x target lies within this
+    # VM's pair-to-pair spread (single pairs of identical raw loops differ by up to ±5%); an even count also puts
+    # each engine first in a pair as often as second.
+    repeat_scale: int = 1
 
     @property
     def total_steps(self) -> int:
@@ -130,7 +144,8 @@ class Plan:
 FULL = Plan(
     train=(
         TrainCase("big", "(a) small GPT", "bench", batch_size=16, seq_len=128, steps=20, warmup=3),
-        TrainCase("tiny", "(b) tiny model", "bench_tiny", batch_size=8, seq_len=32, steps=1000, warmup=5),
+        TrainCase("tiny", "(b) tiny model", "bench_tiny", batch_size=8, seq_len=32, steps=1000, warmup=5,
+                  repeat_scale=2),
         TrainCase("tiny+compile", "(c) tiny model, torch.compile", "bench_tiny", batch_size=8, seq_len=32,
                   steps=1000, warmup=8, compile=True),
     ),
@@ -442,7 +457,7 @@ def bench_train(case: TrainCase, train_blocks: Tensor, repeats: int, threads: in
     g = torch.Generator().manual_seed(SEED)
     data = train_blocks[torch.randperm(len(train_blocks), generator=g)[:need]].contiguous()
     runs: dict[str, list[RunResult]] = {e: [] for e in ENGINES}
-    for r, name in interleaved(repeats):
+    for r, name in interleaved(repeats * case.repeat_scale):
         res = TRAIN[name](case, data)
         if torch.get_num_threads() != threads:  # an engine changed the thread count: put it back, say so
             print(f"  note: {name} left torch at {torch.get_num_threads()} threads; reset to {threads}")
@@ -453,6 +468,7 @@ def bench_train(case: TrainCase, train_blocks: Tensor, repeats: int, threads: in
     tokens = case.tokens_per_step * case.steps
     return {
         "case": case,
+        "repeats": repeats * case.repeat_scale,
         "rates": {e: [tokens / r.seconds for r in rs] for e, rs in runs.items()},
         "step_ms": {e: [r.seconds / case.steps * 1e3 for r in rs] for e, rs in runs.items()},
         "whole": {e: [r.whole_s for r in rs] for e, rs in runs.items()},
@@ -759,6 +775,9 @@ def bench_checkpoint(plan: Plan) -> dict[str, Any]:
             order = ["raw_save", "raw_save_fsync", "tf_save", "tf_durable"]
             for key in order if r % 2 == 0 else order[::-1]:
                 gc.collect()
+                # No write-back of earlier bytes (other cases' files, this loop's unsynced raw saves) may run
+                # under a timed save: every save starts with nothing dirty in the page cache.
+                os.sync()
                 if key in ("raw_save", "raw_save_fsync"):
                     # A new file, as trainforge's temporary file is: overwriting would add truncating 22 MB
                     raw_path.unlink(missing_ok=True)
@@ -810,7 +829,7 @@ def machine(threads: int) -> str:
         except Exception:  # the version line must not fail the report
             versions.append(f"{mod} ?")
     return describe(f"{threads} intra-op / {torch.get_num_interop_threads()} inter-op, the same for every engine "
-                    "(one process)", versions)
+                    "(one process)", versions) + "\n" + malloc_note()
 
 
 def summarize(
@@ -843,7 +862,7 @@ def report(train: list[dict[str, Any]], ev: dict[str, Any], st: dict[str, Any], 
         for e in ENGINES:
             ratio = med(res["rates"][e]) / raw
             label = (f"{case.title}: {case.preset}, batch {case.batch_size}×{case.seq_len}, {case.warmup} warm-up + "
-                     f"{case.steps} timed steps")
+                     f"{case.steps} timed steps, {res['repeats']} repeat{'s' * (res['repeats'] != 1)}")
             lines.append(f"| {label} | {LABELS[e]} | {mr(res['rates'][e])} | {ratio:.3f} "
                          f"| {paired(res['rates'][e], res['rates']['raw']):.3f} "
                          f"| {med(res['step_ms'][e]):.2f} | {med(res['whole'][e]):.2f} | {res['diff'][e]:.1e} |")
@@ -905,9 +924,13 @@ def report(train: list[dict[str, Any]], ev: dict[str, Any], st: dict[str, Any], 
     verdicts.append(f"| (f) checkpoint save ≤ {SAVE_TARGET}× raw `torch.save` (training thread blocked; fsync + "
                     f"rename on the commit thread) | {save_ratio:.2f}× (until durable: "
                     f"{med(t['tf_durable']) / raw_fsync:.2f}× raw save + fsync) | {mark(save_ratio <= SAVE_TARGET)} |")
+    more = [f"{res['case'].title.split()[0]} {res['repeats']}" for res in train if res["repeats"] != repeats]
+    more_repeats = (f" except {', '.join(more)} (short runs whose target lies within this VM's pair-to-pair spread: "
+                    "more pairs, and an even count puts each engine first as often as second)") if more else ""
     notes = [
         "",
-        f"{repeats} repeats per engine for (a)–(d), interleaved (the order reversed on every other repeat). "
+        f"{repeats} repeats per engine for (a)–(d){more_repeats}, interleaved (the order reversed on every other "
+        "repeat). "
         "Tokens/s: target tokens of the timed steps / their wall time (warm-up steps excluded). × raw, paired: the "
         "median over repeats of the engine's tokens/s / the raw loop's in the same repeat (what the targets use). "
         "ms/step: the timed "
@@ -998,9 +1021,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat: checks the script (< 1 minute)")
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
                         help=f"where peers.md, peers.png and peers.json go (default {DEFAULT_OUT_DIR})")
-    parser.add_argument("--repeats", type=int, default=None, help="repeats per engine for (a)-(d) (default 7, quick 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per engine for (a)-(d); (b) runs twice as many (default 7, quick 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every engine "
                         "(default: torch's own default)")
+    parser.add_argument(DEFAULT_MALLOC_FLAG, action="store_true",
+                        help="keep glibc's default heap thresholds (see machine_info.STEADY_MALLOC)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import lightning  # noqa: F401  (imported once, up front: import time is case (e), not part of a training run)
@@ -1021,7 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
     train_results = []
     for case in plan.train:
         print(f"{case.title}: {case.preset}, batch {case.batch_size}x{case.seq_len}, {case.warmup} warm-up + "
-              f"{case.steps} timed steps, {repeats} repeats", flush=True)
+              f"{case.steps} timed steps, {repeats * case.repeat_scale} repeats", flush=True)
         blocks = default_lm_dataset(block_size=case.seq_len, val_fraction=0.0)[0]
         train_results.append(bench_train(case, blocks, repeats, threads))
     print("(d) evaluation", flush=True)
@@ -1051,4 +1076,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    rerun_with_steady_malloc()
     sys.exit(main())
