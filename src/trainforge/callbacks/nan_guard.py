@@ -5,8 +5,10 @@ because it decides whether an optimizer step happens; it keeps no state of its o
 so resume stays exact: its counters live in ``TrainState`` (``skipped_steps``, ``nan_streak``, ``nan_rollbacks``).
 
 Per step:
-  * ``finite(loss, grad_norm)``: one device-side ``isfinite`` over the window loss and the gradient norm that
-    clipping already computed, then one host read of a single bool (the only sync it adds);
+  * ``finite(loss, grad_norm)``: ``isfinite`` over the window loss and the gradient norm that clipping already
+    computed. In one process the loop reads the two values on the host (a CPU tensor's read is no sync); with a
+    fused optimizer on a GPU the decision stays on the device (``decides_on_device``): the fused kernels skip a bad
+    step themselves and the loop reads the decisions with its next log line, so the guard adds no sync per step;
   * a bad step is skipped (no optimizer step; the schedule still advances, as with GradScaler's skipped steps),
     recorded with its epoch and micro-batch indices, and left out of the epoch's loss;
   * ``nan_max_consecutive`` bad steps in a row roll the run back to the last good snapshot (model, optimizer,
@@ -65,6 +67,15 @@ def scale_lr_in_payload(payload: dict[str, Any], factor: float) -> None:
             sched[key] = [v * factor for v in sched[key]]
 
 
+def decides_on_device(optimizer: torch.optim.Optimizer, distributed: bool, scaled: bool) -> bool:
+    """Whether the guard can leave its per-step decision on the device: one process, no GradScaler (it reads its
+    own flag every step anyway), and an optimizer whose fused kernels take GradScaler's ``found_inf`` flag and then
+    leave parameters, moments and step counts as they were. trainforge builds a fused AdamW on CUDA, foreach on the
+    CPU, where reading a value is no sync and the host decision costs nothing."""
+    fused = bool(optimizer.defaults.get("fused")) and getattr(optimizer, "_step_supports_amp_scaling", False)
+    return fused and not distributed and not scaled
+
+
 def total_grad_norm(params: Sequence[nn.Parameter]) -> Tensor:
     """The 2-norm of all gradients (what clipping computes), for runs without clipping."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -113,10 +124,12 @@ class NanGuard:
         return ok
 
     def record_bad(self, state: TrainState, first_batch: int, n_batches: int, loss: Tensor | float,
-                   grad_norm: Tensor | None) -> str:
-        """Record a skipped step (after ``global_step`` was advanced); return "skip", "rollback" or "stop"."""
+                   grad_norm: Tensor | None, step: int | None = None) -> str:
+        """Record skipped step ``step`` (default: ``global_step``, already advanced); return "skip", "rollback" or
+        "stop"."""
+        step = state.global_step if step is None else step
         record = {
-            "step": state.global_step,
+            "step": step,
             "epoch": state.epoch + 1,
             "batches": [first_batch, first_batch + n_batches],  # micro-batch indices in the epoch, end exclusive
             "loss_finite": math.isfinite(float(loss)),
@@ -126,7 +139,7 @@ class NanGuard:
         state.nan_streak += 1
         what = "loss" if not record["loss_finite"] else "gradient norm"
         self._say(
-            f"[trainforge] step {state.global_step}: non-finite {what}; optimizer step skipped (epoch "
+            f"[trainforge] step {step}: non-finite {what}; optimizer step skipped (epoch "
             f"{record['epoch']}, micro-batches {first_batch}..{first_batch + n_batches - 1}; "
             f"{state.nan_streak} in a row, {len(state.skipped_steps)} skipped so far)"
         )
@@ -187,4 +200,5 @@ def _lr_of(payload: dict[str, Any]) -> float:
     return float(groups[0]["lr"]) if groups else float("nan")
 
 
-__all__ = ["NanGuard", "NonFiniteTrainingError", "clone_tree", "scale_lr_in_payload", "total_grad_norm"]
+__all__ = ["NanGuard", "NonFiniteTrainingError", "clone_tree", "decides_on_device", "scale_lr_in_payload",
+           "total_grad_norm"]

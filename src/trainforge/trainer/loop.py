@@ -49,6 +49,18 @@ Loader = DataLoader[Any] | TensorBatchLoader
 
 
 @dataclass
+class _Check:
+    """A step whose finiteness the device decided (``ok``: a 0-d bool tensor), read with the next log line."""
+
+    ok: Tensor
+    step: int
+    first_batch: int
+    n_batches: int
+    loss: Tensor
+    grad_norm: Tensor | None
+
+
+@dataclass
 class Parts:
     """Everything the loop needs, built by ``Trainer.train``."""
 
@@ -81,6 +93,8 @@ class Parts:
     every_target_counts: bool = False  # causal LM on plain token tensors: the count is the shape's (no kernels)
     batches_on_device: bool = False  # the train loader's batches hold only tensors already on the device
     nan_guard: NanGuard | None = None  # skips non-finite steps, rolls back after a streak (callbacks/nan_guard.py)
+    nan_on_device: bool = False  # the guard's decision stays on the device (nan_guard.decides_on_device)
+    pending_checks: list[_Check] = field(default_factory=list)  # those decisions, until the next log line
     preemption: Preemption | None = None  # SIGTERM/SIGINT seen during fit: stop at the next step boundary
     telemetry: LoopTelemetry | None = None  # data wait, samples/s, peak memory, MFU at each log line
 
@@ -100,11 +114,16 @@ def fit(p: Parts, state: TrainState) -> None:
             loss_sum, targets, grad_norm, ok = train_window(p, window)
             state.global_step += 1
             state.batches_in_epoch += len(window)
-            if ok:
+            if isinstance(ok, Tensor):  # decided on the device: read with the next log line (no sync per step)
+                _defer_check(p, state, ok, len(window), loss_sum, targets, grad_norm)
+            elif ok:
                 state.nan_streak = 0
                 state.add_to_epoch(loss_sum, targets)
             elif _skip_bad_step(p, state, len(window), loss_sum, grad_norm):
                 rolled_back = True  # the state is the last good snapshot's: restart its epoch at its position
+                break
+            if p.pending_checks and _checks_due(cfg, state) and _settle_checks(p, state):
+                rolled_back = True
                 break
             if state.global_step % cfg.log_every_n_steps == 0:
                 _log_step(p, state, since_log, grad_norm)
@@ -117,6 +136,8 @@ def fit(p: Parts, state: TrainState) -> None:
             _poll_preemption(p, state)
             if state.stop_requested or _reached_max_steps(cfg, state):
                 break
+        if p.pending_checks and not rolled_back:  # the epoch's last steps (or the run's, when it stops)
+            rolled_back = _settle_checks(p, state)
         if rolled_back:
             continue
         if state.stop_requested and not _epoch_finished(p, state):
@@ -130,10 +151,13 @@ def fit(p: Parts, state: TrainState) -> None:
     fire(p.callbacks, Event.FIT_END, state)
 
 
-def _skip_bad_step(p: Parts, state: TrainState, n: int, loss: Tensor | float, grad_norm: Tensor | None) -> bool:
-    """A step the NaN guard skipped: record it; after a streak roll back (True) or stop with an error."""
+def _skip_bad_step(p: Parts, state: TrainState, n: int, loss: Tensor | float, grad_norm: Tensor | None,
+                   first_batch: int | None = None, step: int | None = None) -> bool:
+    """A step the NaN guard skipped (default: the step just taken): record it; after a streak roll back (True) or
+    stop with an error."""
     assert p.nan_guard is not None
-    action = p.nan_guard.record_bad(state, state.batches_in_epoch - n, n, loss, grad_norm)
+    first = state.batches_in_epoch - n if first_batch is None else first_batch
+    action = p.nan_guard.record_bad(state, first, n, loss, grad_norm, step)
     if action == "skip":
         return False
     if action == "rollback":
@@ -150,6 +174,36 @@ def _skip_bad_step(p: Parts, state: TrainState, n: int, loss: Tensor | float, gr
     raise p.nan_guard.error(state, saved)
 
 
+def _defer_check(p: Parts, state: TrainState, ok: Tensor, n: int, loss_sum: Tensor | float, targets: Tensor | int,
+                 grad_norm: Tensor | None) -> None:
+    """Count a step the device decided on; a skipped one adds nothing to the epoch's sums (``where``, not a product:
+    NaN * 0 is NaN)."""
+    loss = torch.as_tensor(loss_sum, device=ok.device)
+    state.add_to_epoch(torch.where(ok, loss, 0.0), ok.long() * targets)
+    p.pending_checks.append(_Check(ok, state.global_step, state.batches_in_epoch - n, n, loss, grad_norm))
+
+
+def _checks_due(cfg: TrainingConfig, state: TrainState) -> bool:
+    """Device decisions are read with each log line and before a step checkpoint records the counters."""
+    step = state.global_step
+    return step % cfg.log_every_n_steps == 0 or bool(
+        cfg.checkpoint_every_n_steps and step % cfg.checkpoint_every_n_steps == 0
+    )
+
+
+def _settle_checks(p: Parts, state: TrainState) -> bool:
+    """Read the device's decisions since the last read (one sync) and record the skipped steps in order, as the host
+    decision would have. True when a streak rolled the run back: the later steps are then void, as they would never
+    have run, and the loop restarts the restored epoch."""
+    checks, p.pending_checks = p.pending_checks, []
+    for check, ok in zip(checks, torch.stack([c.ok for c in checks]).tolist()):
+        if ok:
+            state.nan_streak = 0
+        elif _skip_bad_step(p, state, check.n_batches, check.loss, check.grad_norm, check.first_batch, check.step):
+            return True
+    return False
+
+
 def _remember(p: Parts, state: TrainState) -> None:
     if p.nan_guard is not None:
         p.nan_guard.remember(state)
@@ -162,12 +216,12 @@ def _poll_preemption(p: Parts, state: TrainState) -> None:
 
 def train_window(
     p: Parts, window: list[Mapping[str, Tensor]]
-) -> tuple[Tensor | float, Tensor | int, Tensor | None, bool]:
+) -> tuple[Tensor | float, Tensor | int, Tensor | None, bool | Tensor]:
     """One optimizer step over ``len(window)`` micro-batches, token-normalised across the whole window.
 
     Returns the window's loss sum (a Python float when the NaN guard read it on the host), its target count (a
     plain int when ``p.every_target_counts``), the gradient norm and whether the step was taken (False: the NaN
-    guard skipped it).
+    guard skipped it; a 0-d bool tensor when the device decided, ``p.nan_on_device``).
 
     The loss of the step is sum(per-target losses over all micro-batches and ranks) / count(valid targets), so
     ``batch_size=b, accumulation=k`` gives the gradients of ``batch_size=k*b``.
@@ -233,9 +287,10 @@ def _forward(p: Parts, batch: Mapping[str, Tensor], target: Tensor) -> Any:
     return out
 
 
-def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool, float | None]:
+def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool | Tensor, float | None]:
     """Clip, check, step. Returns the gradient norm (None when neither clipping nor the guard computed it), whether
-    the step was taken, and ``window_loss`` as a Python float when the NaN guard read it on the host."""
+    the step was taken (a device tensor when the device decided), and ``window_loss`` as a Python float when the NaN
+    guard read it on the host."""
     if p.scaler is not None:
         p.scaler.unscale_(p.optimizer)  # clip the true gradients, not the scaled ones
     grad_norm = None
@@ -243,6 +298,12 @@ def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool,
         grad_norm = torch.nn.utils.clip_grad_norm_(p.params, p.cfg.max_grad_norm, foreach=True)
     if p.nan_guard is not None and grad_norm is None and p.scaler is None:
         grad_norm = total_grad_norm(p.params)  # clipping is off: the guard needs the norm anyway
+    if p.nan_on_device:
+        flag = NanGuard.finite(window_loss, grad_norm)
+        _step_unless_flagged(p.optimizer, flag)
+        p.scheduler.step()  # (a skipped step advances the schedule, as below)
+        p.optimizer.zero_grad(set_to_none=True)
+        return grad_norm, flag, None
     host_loss = None
     if p.nan_guard is not None:
         ok, host_loss = _finite_step(p, window_loss, grad_norm)
@@ -260,6 +321,16 @@ def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool,
     p.scheduler.step()
     p.optimizer.zero_grad(set_to_none=True)
     return grad_norm, True, host_loss
+
+
+def _step_unless_flagged(optimizer: torch.optim.Optimizer, ok: Tensor) -> None:
+    """``optimizer.step()``, skipped on the device when ``ok`` is False: GradScaler's protocol, in which fused kernels
+    read ``found_inf`` and, when it is 1, leave parameters, moments and step counts as they were (no host read)."""
+    setattr(optimizer, "found_inf", (~ok).float())  # noqa: B010  (read by torch's fused Adam/AdamW/SGD step)
+    try:
+        optimizer.step()
+    finally:
+        delattr(optimizer, "found_inf")  # noqa: B043
 
 
 def _finite_step(p: Parts, window_loss: Tensor, grad_norm: Tensor | None) -> tuple[bool, float | None]:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from trainforge import __version__
 from trainforge.callbacks.early_stopping import EarlyStopping
-from trainforge.callbacks.nan_guard import NanGuard
+from trainforge.callbacks.nan_guard import NanGuard, decides_on_device
 from trainforge.checkpoint.io import (
     atomic_write_text,
     canonical_state_dict,
@@ -279,6 +279,7 @@ class Trainer:
         )
         if cfg.nan_guard:
             parts.nan_guard = self._nan_guard(parts, states)
+            parts.nan_on_device = decides_on_device(optimizer, dist_env.enabled or dist_env.sharded, scaler is not None)
         parts.preemption = preemption = Preemption()  # SIGTERM/SIGINT: stop at a step boundary, with a checkpoint
         from trainforge.tracking.telemetry import LoopTelemetry, flops_per_token, peak_flops
 
