@@ -2,7 +2,7 @@
 
 Run (from the repository root, with the ``bench`` extra installed: ``pip install -e ".[bench]"``)::
 
-    python benchmarks/bench_peers.py                 # full run, ~12 minutes on 2 cores; writes
+    python benchmarks/bench_peers.py                 # full run, ~16 minutes on 2 cores; writes
                                                      # benchmarks/results/peers.md and peers.png
     python benchmarks/bench_peers.py --quick --out-dir /tmp/peers   # tiny sizes, 1 repeat (checks the script)
 
