@@ -383,7 +383,7 @@ class TaskSpec:
         also the EOS token (GPT-2 style) and an attention mask is given, only the mask marks padding, so the
         model still learns to emit real EOS tokens.
         """
-        if not isinstance(batch, dict) and not isinstance(batch, Mapping):  # (a dict skips the abstract-class check)
+        if not isinstance(batch, (dict, Mapping)):  # (a dict is recognised without the abstract-class check)
             raise DataError(
                 f"expected the batch to be a dict of tensors, got {type(batch).__name__}; "
                 f"have the dataset or collator return a dict with {self.input_field!r} and {self.label_field!r}"

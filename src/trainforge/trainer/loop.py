@@ -130,7 +130,7 @@ def fit(p: Parts, state: TrainState) -> None:
             else:
                 p.progress.update(1)
             fire(p.callbacks, Event.STEP_END, state)
-            if cfg.checkpoint_every_n_steps and state.global_step % cfg.checkpoint_every_n_steps == 0:
+            if _step_checkpoint_due(cfg, state):
                 p.save_checkpoint(state, "step")
                 _remember(p, state)
             _poll_preemption(p, state)
@@ -185,10 +185,12 @@ def _defer_check(p: Parts, state: TrainState, ok: Tensor, n: int, loss_sum: Tens
 
 def _checks_due(cfg: TrainingConfig, state: TrainState) -> bool:
     """Device decisions are read with each log line and before a step checkpoint records the counters."""
-    step = state.global_step
-    return step % cfg.log_every_n_steps == 0 or bool(
-        cfg.checkpoint_every_n_steps and step % cfg.checkpoint_every_n_steps == 0
-    )
+    return state.global_step % cfg.log_every_n_steps == 0 or _step_checkpoint_due(cfg, state)
+
+
+def _step_checkpoint_due(cfg: TrainingConfig, state: TrainState) -> bool:
+    every = cfg.checkpoint_every_n_steps
+    return every is not None and every > 0 and state.global_step % every == 0
 
 
 def _settle_checks(p: Parts, state: TrainState) -> bool:
