@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 Batch = dict[str, Tensor]
 Collator = Callable[[list[Any]], Batch]
 
-def pad_stack(values: Sequence[Tensor], pad_value: int | float, field: str, can_pad: bool = True) -> Tensor:
-    """Stack tensors, right-padding the first dimension to the longest one."""
+def pad_stack(values: Sequence[Tensor], pad_value: int | float, field: str, can_pad: bool = True,
+              length: int | None = None) -> Tensor:
+    """Stack tensors, right-padding the first dimension to the longest one (or to ``length``)."""
     first = values[0]
-    if all(v.shape == first.shape for v in values):
+    if all(v.shape == first.shape for v in values) and (length is None or first.dim() == 0 or first.shape[0] == length):
         return torch.stack(list(values))
     if not can_pad or any(v.dim() != first.dim() or v.shape[1:] != first.shape[1:] for v in values):
         shapes = sorted({tuple(v.shape) for v in values})
@@ -27,7 +28,7 @@ def pad_stack(values: Sequence[Tensor], pad_value: int | float, field: str, can_
             f"Field {field!r} has samples of different shapes {shapes[:4]} that cannot be padded. "
             "Fix: give equal shapes, or pre-pad them yourself."
         )
-    length = max(v.shape[0] for v in values)
+    length = max(v.shape[0] for v in values) if length is None else length
     out = first.new_full((len(values), length, *first.shape[1:]), pad_value)
     for i, v in enumerate(values):
         out[i, : v.shape[0]] = v

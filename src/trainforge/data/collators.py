@@ -28,12 +28,14 @@ from torch import Tensor
 from trainforge.data.collate import Batch, Collator, pad_stack, shift_right
 from trainforge.data.inputs import normalise_sample
 from trainforge.errors import ConfigError, DataError
+from trainforge.tasks.spec import LABEL_ALIAS
 
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
 
 CollatorFactory = Callable[..., Collator]
 
+MASK = "attention_mask"
 _REGISTRY: dict[str, CollatorFactory] = {}
 _BY_TASK = {
     "language_modeling": "causal_lm",
@@ -133,24 +135,71 @@ def pad_tokens(seqs: Sequence[Tensor], pad_id: int | None, field: str, multiple_
     return ids, mask
 
 
-def _extras(samples: Sequence[dict[str, Any]], skip: set[str]) -> Batch:
-    """Any other numeric fields, stacked (padded with 0 when 1-D of different lengths)."""
+def _extras(samples: Sequence[dict[str, Any]], skip: set[str], lengths: Sequence[int] | None = None,
+            seq_len: int | None = None) -> Batch:
+    """Any other numeric fields (``token_type_ids``, ``position_ids``, ...), stacked, so they reach a model whose
+    forward takes them. A 1-D field as long as its row's input (``lengths``) is padded with 0 to the batch's padded
+    length ``seq_len``, like the inputs; other fields of different lengths are padded to the longest."""
     out: Batch = {}
     for field in samples[0]:
         if field in skip or isinstance(samples[0][field], (str, bytes)):
             continue
         values = [_tensor(s[field], field) for s in samples]
-        out[field] = pad_stack(values, 0, field, can_pad=values[0].dim() >= 1)
+        aligned = lengths is not None and seq_len is not None and all(
+            v.dim() == 1 and v.shape[0] >= n for v, n in zip(values, lengths))
+        if aligned:
+            assert lengths is not None and seq_len is not None
+            out[field] = pad_stack([v[:n] for v, n in zip(values, lengths)], 0, field, length=seq_len)
+        else:
+            out[field] = pad_stack(values, 0, field, can_pad=values[0].dim() >= 1)
     return out
 
 
 def _normalised(samples: Any, task: TaskSpec) -> list[dict[str, Any]]:
     if isinstance(samples, Mapping):  # a batch a dataset stacked itself (``__getitems__``): split into rows
         n = len(next(iter(samples.values()))) if samples else 0
-        return [{k: v[i] for k, v in samples.items()} for i in range(n)]
+        return [normalise_sample({k: v[i] for k, v in samples.items()}, task) for i in range(n)]
     if not samples:
         raise DataError("Cannot collate an empty batch. Fix: check that the dataset is not empty.")
     return [normalise_sample(s, task) for s in samples]
+
+
+def _stacked(samples: Any, field: str) -> bool:
+    """True for a batch a dataset stacked itself (``PairSamples.__getitems__``): equal-length rows, nothing to pad."""
+    return isinstance(samples, Mapping) and isinstance(samples.get(field), Tensor) and samples[field].dim() >= 2
+
+
+def _own_masks(rows: Sequence[dict[str, Any]], seqs: Sequence[Tensor]) -> list[Tensor] | None:
+    """The samples' own ``attention_mask`` rows (cut like their inputs), or None when the samples bring none."""
+    if MASK not in rows[0]:
+        return None
+    masks = [_tensor(m, MASK).long().reshape(-1) for m in _field(rows, MASK, "attention-mask")]
+    for i, (m, s) in enumerate(zip(masks, seqs)):
+        if m.shape[0] < s.shape[0]:
+            raise DataError(f"Sample {i} has an attention_mask of {m.shape[0]} positions for {s.shape[0]} input ids; "
+                            "expected one mask value per id (1 = token, 0 = padding). Fix: return the mask the "
+                            "tokenizer gave with the ids.")
+    return [m[: s.shape[0]] for m, s in zip(masks, seqs)]
+
+
+def pad_inputs(rows: Sequence[dict[str, Any]], task: TaskSpec, what: str, multiple_of: int | None = None,
+               max_length: int | None = None) -> tuple[Tensor, Tensor, Tensor | None, list[int]]:
+    """The token inputs of ``rows`` padded: ``(ids, attention_mask, own_mask, lengths)``.
+
+    ``attention_mask`` is the samples' own mask (when they bring one) combined with the padding this adds, and is
+    what the model receives; ``own_mask`` is the samples' own mask alone, padded with 0 (None without one): labels
+    the engine builds use it to tell padding from real EOS tokens (``TaskSpec.labels_from_inputs``).
+    """
+    field = task.input_field
+    seqs = [_tensor(v, field).long() for v in _field(rows, field, what)]
+    if max_length is not None:
+        seqs = [s[:max_length] for s in seqs]
+    own = _own_masks(rows, seqs)
+    ids, length_mask = pad_tokens(seqs, task.pad_token_id, field, multiple_of)
+    if own is None:
+        return ids, length_mask, None, [int(s.shape[0]) for s in seqs]
+    own_mask = pad_stack(own, 0, MASK, length=ids.shape[1])
+    return ids, own_mask * length_mask, own_mask, [int(s.shape[0]) for s in seqs]
 
 
 # ------------------------------------------------------------------------------------------------ built-ins
@@ -162,27 +211,28 @@ def causal_lm_collator(task: TaskSpec, pack: bool = False, pad_to_multiple_of: i
     field = task.input_field
 
     def collate(samples: Any) -> Batch:
-        if isinstance(samples, Mapping) and isinstance(samples.get(field), Tensor) and samples[field].dim() == 2:
-            # pre-stacked equal-length rows (PairSamples.__getitems__): nothing to pad
+        if _stacked(samples, field):  # pre-stacked equal-length rows (PairSamples.__getitems__): nothing to pad
             ids = samples[field].long()[:, :max_length] if max_length else samples[field].long()
-            given = samples.get(task.label_field)
-            labels = given.long() if isinstance(given, Tensor) else ids.clone()
-            out: Batch = {field: ids, "attention_mask": torch.ones_like(ids), task.label_field: labels}
-            out.update({k: v for k, v in samples.items() if k not in out and isinstance(v, Tensor)})
+            own = samples.get(MASK)
+            own = own.long()[:, : ids.shape[1]] if isinstance(own, Tensor) else None
+            given = samples.get(task.label_field, samples.get(LABEL_ALIAS) if task.label_field == "labels" else None)
+            labels = given.long() if isinstance(given, Tensor) else task.labels_from_inputs(ids, own)
+            out: Batch = {field: ids, MASK: own if own is not None else torch.ones_like(ids),
+                          task.label_field: labels}
+            out.update({k: v for k, v in samples.items() if k not in out and k != LABEL_ALIAS
+                        and isinstance(v, Tensor)})
             return out
         rows = _normalised(samples, task)
-        seqs = [_tensor(v, field).long() for v in _field(rows, field, "causal_lm")]
-        if max_length is not None:
-            seqs = [s[:max_length] for s in seqs]
-        ids, mask = pad_tokens(seqs, task.pad_token_id, field, pad_to_multiple_of)
-        if task.label_field in rows[0]:
-            given = [_tensor(r[task.label_field], task.label_field).long() for r in rows]
-            labels = pad_stack(given, task.ignore_index, task.label_field)
-        else:
-            labels = ids.clone()
-        labels = labels.masked_fill(mask == 0, task.ignore_index) if labels.shape == mask.shape else labels
-        batch: Batch = {field: ids, "attention_mask": mask, task.label_field: labels}
-        batch.update(_extras(rows, {field, task.label_field, "attention_mask"}))
+        ids, mask, own, lengths = pad_inputs(rows, task, "causal_lm", pad_to_multiple_of, max_length)
+        if task.label_field in rows[0]:  # labels the user gives are used as given (only the added padding ignored)
+            given = [_tensor(r[task.label_field], task.label_field).long().reshape(-1) for r in rows]
+            aligned = all(g.shape[0] >= n for g, n in zip(given, lengths))
+            labels = pad_stack([g[:n] for g, n in zip(given, lengths)] if aligned else given, task.ignore_index,
+                               task.label_field, length=ids.shape[1] if aligned else None)
+        else:  # built: every padded position ignored, by the samples' own mask, pad_token_id and the added padding
+            labels = task.labels_from_inputs(ids, own).masked_fill(mask == 0, task.ignore_index)
+        batch: Batch = {field: ids, MASK: mask, task.label_field: labels}
+        batch.update(_extras(rows, {field, task.label_field, MASK}, lengths, ids.shape[1]))
         return batch
 
     return collate
@@ -192,7 +242,9 @@ def packed_lm_collator(task: TaskSpec, max_length: int | None = None) -> Collato
     """Sequence packing: documents back to back (``eos_token_id`` after each when set) in rows of ``max_length``.
 
     Every token lands in exactly one row; only the last row is padded (``pad_token_id``, else ``eos_token_id``),
-    with ``attention_mask`` 0 and labels ``ignore_index`` there.
+    with ``attention_mask`` 0 and labels ``ignore_index`` there. A sample's padding (its own ``attention_mask`` 0,
+    else ``pad_token_id`` when that is not also the EOS token) is dropped before packing. Labels a sample gives
+    are packed alongside its tokens (the EOS added after a document is its own label).
     """
     length = max_length or task.max_seq_len
     if length is None or length < 2:
@@ -205,58 +257,97 @@ def packed_lm_collator(task: TaskSpec, max_length: int | None = None) -> Collato
                           what="packed_lm collator")
     field = task.input_field
     eos = task.eos_token_id
+    pad_only = task.pad_token_id if task.pad_token_id is not None and task.pad_token_id != eos else None
 
-    def collate(samples: list[Any]) -> Batch:
+    def collate(samples: Any) -> Batch:
         rows = _normalised(samples, task)
+        seqs = [_tensor(s, field).long().reshape(-1) for s in _field(rows, field, "packed_lm")]
+        own = _own_masks(rows, seqs)
+        given = [_tensor(r[task.label_field], task.label_field).long().reshape(-1) for r in rows] \
+            if task.label_field in rows[0] else None
         parts: list[Tensor] = []
-        for s in _field(rows, field, "packed_lm"):
-            t = _tensor(s, field).long().reshape(-1)
+        label_parts: list[Tensor] = []
+        for i, t in enumerate(seqs):
+            keep = own[i] != 0 if own is not None else (t != pad_only if pad_only is not None else None)
+            y = given[i][: t.shape[0]] if given is not None else None
+            if keep is not None:
+                t, y = t[keep], (y[keep[: y.shape[0]]] if y is not None else None)
             parts.append(t)
+            if y is not None:
+                label_parts.append(y)
             if eos is not None and (t.numel() == 0 or int(t[-1]) != eos):
                 parts.append(torch.tensor([eos], dtype=torch.long))
+                if y is not None:
+                    label_parts.append(torch.tensor([eos], dtype=torch.long))
         stream = torch.cat(parts)
-        n_rows = -(-stream.numel() // length)
+        n_rows = max(1, -(-stream.numel() // length))
         ids = torch.full((n_rows * length,), pad, dtype=torch.long)
         ids[: stream.numel()] = stream
         mask = torch.zeros(n_rows * length, dtype=torch.long)
         mask[: stream.numel()] = 1
         ids, mask = ids.view(n_rows, length), mask.view(n_rows, length)
-        labels = ids.masked_fill(mask == 0, task.ignore_index)
-        return {field: ids, "attention_mask": mask, task.label_field: labels}
+        if given is not None:
+            label_stream = torch.cat(label_parts)
+            labels = torch.full((n_rows * length,), task.ignore_index, dtype=torch.long)
+            labels[: label_stream.numel()] = label_stream
+            labels = labels.view(n_rows, length)
+        else:
+            labels = ids.masked_fill(mask == 0, task.ignore_index)
+        return {field: ids, MASK: mask, task.label_field: labels}
 
     return collate
 
 
+def _class_labels(values: Sequence[Any], field: str) -> Tensor:
+    labels = [_tensor(v, field) for v in values]
+    return torch.stack([t.reshape(()) if t.numel() == 1 else t for t in labels]).long()
+
+
 def classification_collator(task: TaskSpec) -> Collator:
-    """Token inputs padded (+ ``attention_mask``) or float features stacked; ``labels`` ``[B]`` long."""
+    """Token inputs padded (+ ``attention_mask``: the samples' own, combined with the padding) or float features
+    stacked; ``labels`` ``[B]`` long."""
     field = task.input_field
 
-    def collate(samples: list[Any]) -> Batch:
+    def collate(samples: Any) -> Batch:
+        if _stacked(samples, field) and not samples[field].is_floating_point():  # equal-length rows: nothing to pad
+            ids = samples[field].long()
+            own = samples.get(MASK)
+            batch: Batch = {field: ids, MASK: own.long() if isinstance(own, Tensor) else torch.ones_like(ids)}
+            batch.update({k: v for k, v in samples.items() if k not in batch and isinstance(v, Tensor)})
+            labels = batch.pop(LABEL_ALIAS, None) if task.label_field == "labels" else None
+            if labels is not None and task.label_field not in batch:
+                batch[task.label_field] = labels
+            if task.label_field in batch:
+                batch[task.label_field] = batch[task.label_field].reshape(ids.shape[0], -1).squeeze(-1).long()
+            return batch
         rows = _normalised(samples, task)
-        values = [_tensor(v, field) for v in _field(rows, field, "classification")]
-        batch: Batch = {}
-        if values[0].is_floating_point():
+        first = _tensor(rows[0][field], field) if field in rows[0] else None
+        batch = {}
+        lengths: list[int] | None = None
+        if first is not None and first.is_floating_point():
+            values = [_tensor(v, field) for v in _field(rows, field, "classification")]
             batch[field] = pad_stack(values, 0.0, field, can_pad=False)
+            skip = {field, task.label_field}
         else:
-            batch[field], batch["attention_mask"] = pad_tokens([v.long() for v in values], task.pad_token_id, field)
+            batch[field], batch[MASK], _, lengths = pad_inputs(rows, task, "classification")
+            skip = {field, task.label_field, MASK}
         if task.label_field in rows[0]:
-            labels = [_tensor(v, task.label_field) for v in _field(rows, task.label_field, "classification")]
-            batch[task.label_field] = torch.stack([t.reshape(()) if t.numel() == 1 else t for t in labels]).long()
-        batch.update(_extras(rows, {field, task.label_field, "attention_mask"}))
+            batch[task.label_field] = _class_labels(_field(rows, task.label_field, "classification"), task.label_field)
+        batch.update(_extras(rows, skip, lengths, batch[field].shape[1] if lengths is not None else None))
         return batch
 
     return collate
 
 
 def seq2seq_collator(task: TaskSpec) -> Collator:
-    """Encoder inputs padded with ``attention_mask``; labels padded with ``ignore_index``; shifted decoder inputs."""
+    """Encoder inputs padded with ``attention_mask`` (the samples' own, combined with the padding); labels used as
+    given, padded with ``ignore_index``; ``decoder_input_ids`` given, or the labels shifted right."""
     field = task.input_field
 
-    def collate(samples: list[Any]) -> Batch:
+    def collate(samples: Any) -> Batch:
         rows = _normalised(samples, task)
-        ids, mask = pad_tokens([_tensor(v, field).long() for v in _field(rows, field, "seq2seq")],
-                               task.pad_token_id, field)
-        batch: Batch = {field: ids, "attention_mask": mask}
+        ids, mask, _, lengths = pad_inputs(rows, task, "seq2seq")
+        batch: Batch = {field: ids, MASK: mask}
         if task.label_field in rows[0]:
             labels = [_tensor(v, task.label_field).long() for v in _field(rows, task.label_field, "seq2seq")]
             batch[task.label_field] = pad_stack(labels, task.ignore_index, task.label_field)
@@ -265,7 +356,7 @@ def seq2seq_collator(task: TaskSpec) -> Collator:
                 batch["decoder_input_ids"] = pad_tokens(dec, task.pad_token_id, "decoder_input_ids")[0]
             else:
                 batch["decoder_input_ids"] = shift_right(batch[task.label_field], task)
-        batch.update(_extras(rows, {field, task.label_field, "attention_mask", "decoder_input_ids"}))
+        batch.update(_extras(rows, {field, task.label_field, MASK, "decoder_input_ids"}, lengths, ids.shape[1]))
         return batch
 
     return collate
@@ -292,13 +383,12 @@ def to_pixels(image: Any, channels: int | None = None) -> Tensor:
 def vision_collator(task: TaskSpec) -> Collator:
     field = task.input_field
 
-    def collate(samples: list[Any]) -> Batch:
+    def collate(samples: Any) -> Batch:
         rows = _normalised(samples, task)
         pixels = [to_pixels(v, task.num_channels) for v in _field(rows, field, "vision")]
         batch: Batch = {field: pad_stack(pixels, 0.0, field, can_pad=False)}
         if task.label_field in rows[0]:
-            labels = [_tensor(v, task.label_field) for v in _field(rows, task.label_field, "vision")]
-            batch[task.label_field] = torch.stack([t.reshape(()) for t in labels]).long()
+            batch[task.label_field] = _class_labels(_field(rows, task.label_field, "vision"), task.label_field)
         batch.update(_extras(rows, {field, task.label_field}))
         return batch
 

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from trainforge.errors import DataError, DataTypeError
+from trainforge.tasks.spec import LABEL_ALIAS
 
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
@@ -37,9 +38,16 @@ def _is_array(obj: Any) -> bool:
 
 
 def normalise_sample(sample: Any, task: TaskSpec) -> dict[str, Any]:
-    """One sample as a dict of fields: dicts pass through, ``(x, y)`` pairs and bare inputs are named."""
+    """One sample as a dict of fields: dicts pass through, ``(x, y)`` pairs and bare inputs are named.
+
+    A ``label`` field is renamed ``labels`` (the Hugging Face convention) when the task's label field is
+    ``labels`` and the sample has no ``labels`` of its own; every other field is kept as it is.
+    """
     if isinstance(sample, Mapping):
-        return dict(sample)
+        out = dict(sample)
+        if LABEL_ALIAS in out and task.label_field == "labels" and "labels" not in out:
+            out["labels"] = out.pop(LABEL_ALIAS)
+        return out
     if isinstance(sample, tuple):
         if len(sample) == 1:
             return {task.input_field: sample[0]}
@@ -223,6 +231,8 @@ def _check_whole(inputs: Any, labels: Any, task: TaskSpec, name: str) -> None:
     or label further on would otherwise fail mid-training as an opaque IndexError."""
     if not isinstance(inputs, Tensor) or not (labels is None or isinstance(labels, Tensor)):
         return
+    if task.task_type == "vision_classification" and not inputs.is_floating_point():
+        return  # uint8 / channels-last images become float CHW in the collator; its batches are checked before step 0
     batch = {task.input_field: inputs}
     if labels is not None:
         batch[task.label_field] = labels
@@ -230,6 +240,38 @@ def _check_whole(inputs: Any, labels: Any, task: TaskSpec, name: str) -> None:
         task.validate_batch(batch)
     except DataError as exc:
         raise DataError(f"{name}: {exc}") from exc
+
+
+def label_alias_note(data: Any, task: TaskSpec) -> str | None:
+    """The log line saying that ``data``'s ``label`` field is used as ``labels``, or None.
+
+    Looks only where it costs nothing and consumes nothing: a Hugging Face dataset's ``column_names``, the first
+    item of a map-style dataset or list, and the dataset behind a DataLoader or trainforge's wrappers.
+    """
+    if task.label_field != "labels":
+        return None
+    for _ in range(8):  # unwrap DataLoader / Subset / MapSamples / IterableSamples / ResumableIterable
+        if isinstance(data, DataLoader):
+            data = data.dataset
+        elif isinstance(data, (Subset, MapSamples, IterableSamples)):
+            data = data.base
+        elif type(data).__name__ == "ResumableIterable":
+            data = data.source
+        else:
+            break
+    columns = getattr(data, "column_names", None)
+    if isinstance(columns, (list, tuple)):
+        fields: Any = columns
+    elif isinstance(data, IterableDataset) or not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        return None
+    else:
+        try:
+            fields = data[0] if len(data) else None
+        except Exception:  # noqa: BLE001 - a dataset that cannot be peeked at: nothing to say
+            return None
+    if isinstance(fields, (Mapping, list, tuple)) and LABEL_ALIAS in fields and "labels" not in fields:
+        return "data: the 'label' field is used as 'labels' (the Hugging Face convention)"
+    return None
 
 
 def limit_samples(dataset: Dataset[Any], limit: int | None) -> Dataset[Any]:

@@ -7,7 +7,7 @@ order, cuts it into the same batches and fetches each with one ``index_select`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -47,7 +47,7 @@ def is_tensor_backed(dataset: Any) -> bool:
 def batches_on(loader: Any, device: torch.device) -> bool:
     """True when every batch ``loader`` gives holds only tensors already on ``device``: the training step can use
     them as they are instead of building a moved copy of each batch dict."""
-    base = _base(loader.dataset) if isinstance(loader, TensorBatchLoader) else None
+    base = _base(loader.dataset) if isinstance(loader, TensorBatchLoader) and loader.collate is None else None
     if not isinstance(base, PairSamples) or not base.tensor_backed:
         return False
     tensors: list[Any] = [base.inputs] if base.labels is None else [base.inputs, base.labels]
@@ -60,13 +60,26 @@ def _base(dataset: Any) -> Any:
     return dataset
 
 
-class TensorBatchLoader:
-    """Batches of ``batch_size`` in ``sampler`` order (or dataset order), the last one possibly shorter."""
+def finishes_batches(task: TaskSpec) -> bool:
+    """True when the task's collator adds to a stacked tensor batch what the model needs (an attention mask,
+    ``decoder_input_ids``, float images): the tensor loader then passes each batch through it, so tensor data give
+    the same batches as any other container. A causal-LM batch of token ids is already complete (its labels are
+    built on the device by ``TaskSpec.targets``), so the hot loop pays nothing for it."""
+    return task.task_type != "language_modeling"
 
-    def __init__(self, dataset: Any, batch_size: int, sampler: Sampler[int] | None = None) -> None:
+
+class TensorBatchLoader:
+    """Batches of ``batch_size`` in ``sampler`` order (or dataset order), the last one possibly shorter.
+
+    ``collate``, when given, finishes each stacked batch (see :func:`finishes_batches`).
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, sampler: Sampler[int] | None = None,
+                 collate: Callable[[Any], Any] | None = None) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.sampler = sampler
+        self.collate = collate
 
     def __len__(self) -> int:
         n = len(self.sampler) if isinstance(self.sampler, Sized) else len(self.dataset)
@@ -75,6 +88,12 @@ class TensorBatchLoader:
     def __iter__(self) -> Iterator[Any]:
         order = list(self.sampler) if self.sampler is not None else list(range(len(self.dataset)))
         fetch = self.dataset.__getitems__
+        if self.collate is not None:
+            collate, getitems = self.collate, fetch
+
+            def fetch(indices: Any) -> Any:
+                return collate(getitems(indices))
+
         n, size = len(order), self.batch_size
         first = order[0] if order else 0
         if in_order(order):  # shuffle=False: ranges, so the order is checked once per epoch, not per batch

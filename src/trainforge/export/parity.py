@@ -37,8 +37,10 @@ if fmt == "onnx":
     opts = ort.SessionOptions(); opts.log_severity_level = 3
     sess = ort.InferenceSession(artefact, sess_options=opts, providers=["CPUExecutionProvider"])
     feed_names = [i.name for i in sess.get_inputs()]
+    by_name = set(feed_names) <= set(names)  # by name: an exporter may drop an input the graph does not use
     for i, arrays in enumerate(cases):
-        outs[str(i)] = sess.run(None, dict(zip(feed_names, arrays)))[0]
+        feed = {n: a for n, a in zip(names, arrays) if n in feed_names} if by_name else dict(zip(feed_names, arrays))
+        outs[str(i)] = sess.run(None, feed)[0]
 elif fmt == "torchscript":
     import torch
     module = torch.jit.load(artefact, map_location="cpu").eval()

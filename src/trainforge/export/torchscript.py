@@ -23,7 +23,7 @@ from .wrapper import make_wrapper
 __all__ = ["export_torchscript", "script_model", "trace_model"]
 
 
-# Scriptable wrappers: one per call shape (1 or 2 positional inputs) and output kind.
+# Scriptable wrappers: one per call shape (1 to 3 positional inputs) and output kind.
 class _Tensor1(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -58,6 +58,21 @@ class _Dict2(_Tensor1):
         return self.model(x, y)["logits"]
 
 
+class _Tensor3(_Tensor1):
+    def forward(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:  # type: ignore[override]
+        return self.model(x, y, z)
+
+
+class _Tuple3(_Tensor1):
+    def forward(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:  # type: ignore[override]
+        return self.model(x, y, z)[0]
+
+
+class _Dict3(_Tensor1):
+    def forward(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:  # type: ignore[override]
+        return self.model(x, y, z)["logits"]
+
+
 _SCRIPT_WRAPPERS: dict[tuple[str, int], type[nn.Module]] = {
     ("tensor", 1): _Tensor1,
     ("tuple", 1): _Tuple1,
@@ -65,6 +80,9 @@ _SCRIPT_WRAPPERS: dict[tuple[str, int], type[nn.Module]] = {
     ("tensor", 2): _Tensor2,
     ("tuple", 2): _Tuple2,
     ("dict", 2): _Dict2,
+    ("tensor", 3): _Tensor3,
+    ("tuple", 3): _Tuple3,
+    ("dict", 3): _Dict3,
 }
 
 

@@ -7,7 +7,9 @@ export the same way. The model is called *without* labels: a nanoGPT-style model
 last position's logits when no targets are given is exported as it is (logits ``[B, 1, V]``).
 
 This module also builds the sample inputs every export is checked on: two batch sizes and two sequence
-lengths (at most ``max_seq_len``), images of ``image_size``.
+lengths (at most ``max_seq_len``), images of ``image_size``. When the model's forward takes ``attention_mask``
+(:func:`takes_attention_mask`), the mask is a graph input too (after the token inputs), and the larger case is
+a padded batch: rows after the first end in padding (mask 0, ``pad_token_id``), so parity covers the mask.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from trainforge.errors import ModelError
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter, extract
 
-__all__ = ["ExportWrapper", "InputSpec", "Samples", "build_samples", "make_wrapper", "resize_batch"]
+__all__ = ["ExportWrapper", "InputSpec", "Samples", "build_samples", "make_wrapper", "resize_batch",
+           "takes_attention_mask"]
+
+MASK = "attention_mask"
 
 
 @dataclass
@@ -93,9 +98,35 @@ class ExportWrapper2(_Wrapper):
         return self._logits((x, y))
 
 
+class ExportWrapper3(_Wrapper):
+    """``forward(x, y, z) -> logits`` (e.g. ``input_ids``, ``decoder_input_ids``, ``attention_mask``)."""
+
+    def forward(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:
+        return self._logits((x, y, z))
+
+
 def make_wrapper(model: nn.Module, task: TaskSpec, input_names: Sequence[str]) -> nn.Module:
-    cls = ExportWrapper2 if len(input_names) == 2 else ExportWrapper
+    cls = {1: ExportWrapper, 2: ExportWrapper2, 3: ExportWrapper3}[len(input_names)]
     return cls(model, task, input_names)
+
+
+def takes_attention_mask(model: nn.Module, task: TaskSpec) -> bool:
+    """True when ``model``'s forward names an ``attention_mask`` parameter and the task's inputs are tokens: the
+    exports then take the mask as an input, as the model did in training."""
+    if task.task_type == "vision_classification":
+        return False
+    return MASK in ModelAdapter(model, task).names
+
+
+def _pad_rows(ids: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
+    """A padded version of a token batch: row ``i > 0`` keeps its first ``T - i*T//(2B)`` tokens (at least half),
+    the rest is ``pad_id`` with mask 0. The first row stays whole, so the batch keeps its length."""
+    b, t = ids.shape[0], ids.shape[1]
+    mask = torch.ones_like(ids)
+    for i in range(1, b):
+        keep = max(1, t - max(1, i * t // (2 * b)))
+        mask[i, keep:] = 0
+    return ids.masked_fill(mask == 0, pad_id), mask
 
 
 def resize_batch(t: Tensor, batch_size: int) -> Tensor:
@@ -120,7 +151,7 @@ def _kind(name: str, tensor: Tensor, task: TaskSpec) -> InputSpec:
     seq = "decoder_seq" if name == "decoder_input_ids" else "seq"
     axes = {0: "batch", 1: seq} if tensor.dim() >= 2 else {0: "batch"}
     shape: list[Any] = ["batch", seq, *tensor.shape[2:]] if tensor.dim() >= 2 else ["batch"]
-    return InputSpec(name, "tokens", "int64", axes, shape)
+    return InputSpec(name, "mask" if name == MASK else "tokens", "int64", axes, shape)
 
 
 def build_samples(
@@ -129,6 +160,7 @@ def build_samples(
     *,
     dtype: torch.dtype = torch.float32,
     max_seq_len: int | None = None,
+    attention_mask: bool = False,
 ) -> Samples:
     """Two checking cases (different batch sizes and sequence lengths) for ``task``.
 
@@ -152,6 +184,18 @@ def build_samples(
             )
         big = tuple(sample_batch[n].detach().cpu() for n in names)
         big = tuple(t.to(dtype) if t.is_floating_point() else t.long() for t in big)
+        if attention_mask:
+            given = sample_batch.get(MASK)
+            if isinstance(given, Tensor) and tuple(given.shape) == tuple(big[0].shape):
+                mask = given.detach().cpu().long()
+                big = (*big, mask)
+            elif not big[0].is_floating_point() and big[0].dim() == 2:
+                ids, mask = _pad_rows(big[0], task.pad_token_id or 0)
+                big = (ids, *big[1:], mask)
+            else:
+                attention_mask = False
+        if attention_mask:
+            names.append(MASK)
         small = []
         for t in big:
             s = t[:1]
@@ -178,11 +222,15 @@ def build_samples(
         short, longest = _token_lengths(task, max_seq_len if max_seq_len is not None else task.max_seq_len)
         for b, length in ((1, short), (3, longest)):
             x = torch.randint(0, task.vocab_size, (b, length), generator=gen)
+            case: tuple[Tensor, ...] = (x,)
             if task.task_type == "seq2seq":
                 dec_len = max(1, length - 1)
-                y = torch.randint(0, task.vocab_size, (b, dec_len), generator=gen)
-                cases.append((x, y))
-            else:
-                cases.append((x,))
+                case = (x, torch.randint(0, task.vocab_size, (b, dec_len), generator=gen))
+            if attention_mask:
+                ids, mask = _pad_rows(x, task.pad_token_id or 0)
+                case = (ids, *case[1:], mask)
+            cases.append(case)
+        if attention_mask:
+            names.append(MASK)
     specs = [_kind(n, t, task) for n, t in zip(names, cases[-1])]
     return Samples(specs, cases)

@@ -32,6 +32,8 @@ from trainforge.tasks import losses
 if TYPE_CHECKING:
     from trainforge.tasks.metrics import MetricAccumulator
 
+# The Hugging Face datasets convention: a ``label`` column is the ``labels`` field.
+LABEL_ALIAS = "label"
 TASK_TYPES: tuple[str, ...] = ("language_modeling", "classification", "seq2seq", "vision_classification")
 _TOKEN_TASKS = frozenset({"language_modeling", "seq2seq"})
 _DEFAULT_INPUT_FIELD = {
@@ -378,37 +380,48 @@ class TaskSpec:
     def targets(self, batch: Mapping[str, Tensor]) -> Tensor:
         """The label tensor of ``batch``, unshifted (``loss_sum`` shifts for causal LM).
 
-        For language modelling without a label field, the labels are ``input_ids`` themselves with padding
-        (``pad_token_id`` and/or ``attention_mask == 0``) replaced by ``ignore_index``. When the pad token is
-        also the EOS token (GPT-2 style) and an attention mask is given, only the mask marks padding, so the
-        model still learns to emit real EOS tokens.
+        Labels in the batch are used as given (a ``label`` field is taken as ``labels``, the Hugging Face
+        convention). For language modelling without labels, they are built by :meth:`labels_from_inputs`.
         """
         if not isinstance(batch, (dict, Mapping)):  # (a dict is recognised without the abstract-class check)
             raise DataError(
                 f"expected the batch to be a dict of tensors, got {type(batch).__name__}; "
                 f"have the dataset or collator return a dict with {self.input_field!r} and {self.label_field!r}"
             )
+        labels = batch.get(self.label_field)
+        if labels is None and self.label_field == "labels":
+            labels = batch.get(LABEL_ALIAS)
         if self.task_type == "language_modeling":
-            labels = batch.get(self.label_field)
             if labels is not None:
                 return labels
             ids = batch.get(self.input_field)
             if ids is None:
                 raise self._missing(batch, self.input_field, "return the token ids under 'input_ids'")
             mask = batch.get("attention_mask")
-            pad = self.pad_token_id
-            if mask is None and pad is None and ids.dtype == torch.long:
+            if mask is None and self.pad_token_id is None and ids.dtype == torch.long:
                 return ids  # nothing to mark as padding: the ids are the labels (every step of plain token data)
-            if mask is not None and pad is not None and pad == self.eos_token_id:
-                pad = None
-            return losses.labels_from_input_ids(ids, ignore_index=self.ignore_index, pad_token_id=pad, attention_mask=mask)
-        if self.label_field not in batch:
+            return self.labels_from_inputs(ids, mask)
+        if labels is None:
             if self.task_type == "seq2seq":
                 fix = "return the target token ids under 'labels' (padding set to ignore_index)"
             else:
                 fix = "return each example's class index under 'labels'"
             raise self._missing(batch, self.label_field, fix)
-        return batch[self.label_field]
+        return labels
+
+    def labels_from_inputs(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Causal-LM labels the engine builds: the ids, with every padded position set to ``ignore_index``.
+
+        Padding is where ``attention_mask == 0`` and where the id is ``pad_token_id``; when the pad token is also
+        the EOS token (GPT-2 style) and a mask is given, only the mask marks padding, so the model still learns to
+        emit real EOS tokens. The one rule for every data path (collators, tensor batches, user DataLoaders).
+        """
+        pad = self.pad_token_id
+        if attention_mask is not None and pad is not None and pad == self.eos_token_id:
+            pad = None
+        return losses.labels_from_input_ids(
+            input_ids, ignore_index=self.ignore_index, pad_token_id=pad, attention_mask=attention_mask
+        )
 
     def _missing(self, batch: Mapping[str, Any], field: str, fix: str) -> DataError:
         return DataError(

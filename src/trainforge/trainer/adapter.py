@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from trainforge.errors import ModelError
+from trainforge.tasks.spec import LABEL_ALIAS
 
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
@@ -122,8 +123,8 @@ class ModelAdapter:
         fields: list[tuple[str, str]] = []
         used: set[str] = set()
         for field in keys:
-            if field == self.task.label_field:
-                continue
+            if field == self.task.label_field or (field == LABEL_ALIAS and self.task.label_field == "labels"):
+                continue  # labels reach the model only as the label argument, in the modes that pass it
             name = self._param_for(field)
             if name is not None and name not in used:
                 fields.append((field, name))

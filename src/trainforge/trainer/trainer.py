@@ -27,11 +27,12 @@ from trainforge.checkpoint.manager import BEST, CheckpointManager, epoch_path, s
 from trainforge.checkpoint.rng import seed_everything
 from trainforge.config import TrainingConfig
 from trainforge.data.collators import get_collator
-from trainforge.data.inputs import as_dataset, limit_samples, split_dataset
+from trainforge.data.inputs import as_dataset, label_alias_note, limit_samples, split_dataset
 from trainforge.data.module import resume_handle
 from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
-from trainforge.data.tensor_loader import TensorBatchLoader, batches_on, every_target_counts, is_tensor_backed
+from trainforge.data.tensor_loader import (TensorBatchLoader, batches_on, every_target_counts, finishes_batches,
+                                           is_tensor_backed)
 from trainforge.data.tokenizers import check_vocab, save_tokenizer
 from trainforge.distributed import fsdp
 from trainforge.distributed.env import DistEnv, from_environment
@@ -215,6 +216,8 @@ class Trainer:
             )
             if memory is not None:
                 progress.write(f"[trainforge] {memory.summary()}")
+            if (note := label_alias_note(train_data, task)) is not None:
+                progress.write(f"[trainforge] {note}")
         for row in state.history:  # a resumed run is the same run: its metrics file keeps the earlier epochs
             logger.log_epoch(row, int(row.get("step", 0)))
 
@@ -381,11 +384,11 @@ class Trainer:
                 # rank/worker sharding + resume by arithmetic (skips without collating)
                 train = sampler = ResumableIterable(train, cfg.batch_size, rank=dist_env.rank,
                                                     world_size=dist_env.world_size)
-                train_loader = _loader(train, cfg.batch_size, None, collate, cfg.num_workers, cfg.seed)
+                train_loader = _loader(train, cfg.batch_size, None, collate, cfg.num_workers, cfg.seed, task)
             else:
                 sampler = ResumableSampler(len(train), cfg.seed, cfg.shuffle, dist_env.rank,  # type: ignore[arg-type]
                                            dist_env.world_size)
-                train_loader = _loader(train, cfg.batch_size, sampler, collate, cfg.num_workers, cfg.seed)
+                train_loader = _loader(train, cfg.batch_size, sampler, collate, cfg.num_workers, cfg.seed, task)
         val_loader: Loader | None = None
         if isinstance(val, DataLoader):
             val_loader = val
@@ -402,7 +405,7 @@ class Trainer:
                 # every sample once over all ranks (no padding): the summed metrics equal one process's
                 val_sampler = EvalShardSampler(n_val, dist_env.rank, dist_env.world_size)
             val_loader = _loader(val, cfg.eval_batch_size or cfg.batch_size, val_sampler, collate,
-                                 cfg.num_workers, cfg.seed)
+                                 cfg.num_workers, cfg.seed, task)
         return train_loader, sampler, samples_per_batch, val_loader
 
     def _callbacks(self) -> list[Any]:
@@ -432,9 +435,9 @@ class Trainer:
 
 # ---------------------------------------------------------------- helpers
 def _loader(dataset: Dataset[Any], batch_size: int, sampler: Sampler[int] | None, collate: Any,
-            num_workers: int, seed: int) -> DataLoader[Any] | TensorBatchLoader:
-    if num_workers == 0 and is_tensor_backed(dataset):
-        return TensorBatchLoader(dataset, batch_size, sampler)  # same batches, without DataLoader plumbing
+            num_workers: int, seed: int, task: TaskSpec) -> DataLoader[Any] | TensorBatchLoader:
+    if num_workers == 0 and is_tensor_backed(dataset):  # same batches, without DataLoader plumbing
+        return TensorBatchLoader(dataset, batch_size, sampler, collate if finishes_batches(task) else None)
     # The loader's own generator keeps its per-iterator seed draw off the global RNG (exact resume).
     generator = torch.Generator()
     generator.manual_seed(seed)

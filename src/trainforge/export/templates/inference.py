@@ -86,6 +86,21 @@ def pick_runner(bundle: Path, manifest: dict[str, Any], fmt: str | None) -> tupl
     raise SystemExit("no usable model in this bundle: " + ("; ".join(errors) or "no format passed its export checks"))
 
 
+def with_mask(run: Runner, manifest: dict[str, Any], spec: dict[str, Any]) -> Runner:
+    """When the model takes ``attention_mask`` (an input of the export, after the token inputs), pass it: 0 where
+    the ids are ``pad_token_id`` (unless that is also EOS), else 1."""
+    if "attention_mask" not in [i.get("name") for i in manifest.get("inputs", [])]:
+        return run
+    pad, eos = spec.get("pad_token_id"), spec.get("eos_token_id")
+
+    def masked(arrays: list[np.ndarray]) -> np.ndarray:
+        ids = arrays[0]
+        mask = (ids != pad).astype(np.int64) if pad is not None and pad != eos else np.ones_like(ids, dtype=np.int64)
+        return run([*arrays, mask])
+
+    return masked
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     result: np.ndarray = e / e.sum(axis=-1, keepdims=True)
@@ -238,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_json(bundle / "task_spec.json") or manifest.get("task", {})
     task_type = spec.get("task_type")
     fmt, run = pick_runner(bundle, manifest, args.format)
+    run = with_mask(run, manifest, spec)
     codec = Codec(bundle, spec, manifest)
     x = read_inputs(args, codec, spec)
 
