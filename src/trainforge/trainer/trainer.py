@@ -31,8 +31,13 @@ from trainforge.data.inputs import as_dataset, label_alias_note, limit_samples, 
 from trainforge.data.module import resume_handle
 from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
-from trainforge.data.tensor_loader import (TensorBatchLoader, batches_on, every_target_counts, finishes_batches,
-                                           is_tensor_backed)
+from trainforge.data.tensor_loader import (
+    TensorBatchLoader,
+    batches_on,
+    every_target_counts,
+    finishes_batches,
+    is_tensor_backed,
+)
 from trainforge.data.tokenizers import check_vocab, save_tokenizer
 from trainforge.distributed import fsdp
 from trainforge.distributed.env import DistEnv, from_environment
