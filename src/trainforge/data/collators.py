@@ -6,12 +6,20 @@ A *collator factory* takes the ``TaskSpec`` (and keyword options) and returns a 
 * ``causal_lm``: right-pads ``input_ids`` with ``pad_token_id``, adds ``attention_mask`` (1 = token) and
   ``labels`` (the inputs, ``ignore_index`` at padding). Option ``pack=True`` packs instead (see ``packed_lm``).
 * ``packed_lm``: concatenates the samples' tokens (``eos_token_id`` between documents when set) and cuts rows of
-  ``max_length`` (default ``task.max_seq_len``); only the final row is padded. No token is dropped.
+  ``max_length`` (default ``task.max_seq_len``); only the final row is padded. Every real token is kept; a
+  sample's own padding is dropped (its ``attention_mask`` 0, else ``pad_token_id`` when that is not also EOS).
 * ``classification``: pads token inputs (or stacks float features), ``labels`` ``[B]`` long.
 * ``seq2seq``: pads ``input_ids`` (+ ``attention_mask``), pads ``labels`` with ``ignore_index`` and builds
   ``decoder_input_ids`` by shifting the labels right (``decoder_start_token_id`` first).
 * ``vision``: stacks ``pixel_values`` as float ``[B, C, H, W]`` (uint8 images are scaled to [0, 1],
   channels-last images are moved to channels-first), ``labels`` ``[B]`` long.
+
+Masks and padding are data (DESIGN item 20), in every collator: a sample's own ``attention_mask`` is kept and
+combined with the padding the collator adds (that is what the model receives); labels the engine builds ignore
+every padded position (``TaskSpec.labels_from_inputs``: by mask, or by ``pad_token_id``); labels a sample gives are
+used as given (only the padding the collator adds is ``ignore_index``); a ``label`` field is ``labels``; other
+numeric fields (``token_type_ids``, ``position_ids``, ...) are stacked and padded like the inputs, so they reach a
+model whose forward takes them.
 
 Register your own with ``register_collator("name", factory)`` (or as a decorator) and pick it with
 ``get_collator(task, "name")`` or ``UniversalDataModule(..., collator="name")``.

@@ -45,7 +45,7 @@ from trainforge.config import TrainingConfig
 from trainforge.tasks import TaskSpec
 
 from .parity import DEFAULT_TOLERANCE, ParityResult, compare, run_fresh
-from .wrapper import Samples, build_samples, make_wrapper, takes_attention_mask
+from .wrapper import Samples, export_samples, make_wrapper
 
 __all__ = ["ARTEFACTS", "FORMATS", "ExportWarning", "export_bundle", "file_digest", "normalize_formats"]
 
@@ -515,8 +515,7 @@ def export_bundle(
     if isinstance(own_cap, int) and not isinstance(own_cap, bool) and own_cap > 0:
         seq_cap = own_cap if seq_cap is None else min(seq_cap, own_cap)
     try:
-        samples = build_samples(task, sample_batch, dtype=float_dtype, max_seq_len=seq_cap,
-                                attention_mask=takes_attention_mask(work, task))  # the mask is an input when taken
+        samples = export_samples(work, task, sample_batch, dtype=float_dtype, max_seq_len=seq_cap)
         return _export(work, task, out, fmts, samples, model_config, training_config, training_dict, tokenizer,
                        measure_latency, tolerance, onnx_exporters, run_name, seq_cap)
     finally:

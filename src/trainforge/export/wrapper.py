@@ -8,7 +8,7 @@ last position's logits when no targets are given is exported as it is (logits ``
 
 This module also builds the sample inputs every export is checked on: two batch sizes and two sequence
 lengths (at most ``max_seq_len``), images of ``image_size``. When the model's forward takes ``attention_mask``
-(:func:`takes_attention_mask`), the mask is a graph input too (after the token inputs), and the larger case is
+and the mask changes its output (:func:`export_samples`), the mask is a graph input too (after the token inputs), and the larger case is
 a padded batch: rows after the first end in padding (mask 0, ``pad_token_id``), so parity covers the mask.
 """
 
@@ -25,8 +25,8 @@ from trainforge.errors import ModelError
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter, extract
 
-__all__ = ["ExportWrapper", "InputSpec", "Samples", "build_samples", "make_wrapper", "resize_batch",
-           "takes_attention_mask"]
+__all__ = ["ExportWrapper", "InputSpec", "Samples", "build_samples", "export_samples", "make_wrapper",
+           "mask_changes_output", "resize_batch", "takes_attention_mask"]
 
 MASK = "attention_mask"
 
@@ -118,6 +118,38 @@ def takes_attention_mask(model: nn.Module, task: TaskSpec) -> bool:
     return MASK in ModelAdapter(model, task).names
 
 
+def mask_changes_output(model: nn.Module, task: TaskSpec, samples: Samples) -> bool:
+    """Whether the model's logits on the padded case depend on its ``attention_mask`` input (an exception says
+    yes: the export then reports the failure itself)."""
+    i = samples.names.index(MASK)
+    case = samples.example
+    ones = (*case[:i], torch.ones_like(case[i]), *case[i + 1 :])
+    wrapper = make_wrapper(model, task, samples.names).eval()
+    try:
+        with torch.no_grad():
+            return not torch.equal(wrapper(*case), wrapper(*ones))
+    except Exception:  # noqa: BLE001 - the export attempts report the real error
+        return True
+
+
+def export_samples(
+    model: nn.Module,
+    task: TaskSpec,
+    sample_batch: Mapping[str, Tensor] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    max_seq_len: int | None = None,
+) -> Samples:
+    """The export's inputs and checking cases: :func:`build_samples`, with ``attention_mask`` as an input when the
+    forward takes it and it changes the output. A forward that accepts the mask and ignores it (trainforge's GPT,
+    correct for right-padded causal LM) exports without it: the graph input would be dead."""
+    samples = build_samples(task, sample_batch, dtype=dtype, max_seq_len=max_seq_len,
+                            attention_mask=takes_attention_mask(model, task))
+    if MASK in samples.names and not mask_changes_output(model, task, samples):
+        samples = build_samples(task, sample_batch, dtype=dtype, max_seq_len=max_seq_len)
+    return samples
+
+
 def _pad_rows(ids: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
     """A padded version of a token batch: row ``i > 0`` keeps its first ``T - i*T//(2B)`` tokens (at least half),
     the rest is ``pad_id`` with mask 0. The first row stays whole, so the batch keeps its length."""
@@ -186,7 +218,7 @@ def build_samples(
         big = tuple(t.to(dtype) if t.is_floating_point() else t.long() for t in big)
         if attention_mask:
             given = sample_batch.get(MASK)
-            if isinstance(given, Tensor) and tuple(given.shape) == tuple(big[0].shape):
+            if isinstance(given, Tensor) and tuple(given.shape) == tuple(big[0].shape) and bool((given == 0).any()):
                 mask = given.detach().cpu().long()
                 big = (*big, mask)
             elif not big[0].is_floating_point() and big[0].dim() == 2:
