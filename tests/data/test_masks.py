@@ -242,3 +242,29 @@ def test_the_label_rename_is_said_once_in_the_log(capsys):
     Trainer(MaskedClassifier(), None, config(epochs=2), task).train(rows)
     out = capsys.readouterr()
     assert (out.out + out.err).count("'label' field is used as 'labels'") == 1
+
+
+def test_universal_data_module_on_a_padded_tensor_builds_labels_that_ignore_the_padding():
+    """A tensor dataset's batches come stacked (``__getitems__``): the collator's stacked path applies the same rule."""
+    loader = UniversalDataModule(train_data=IDS, task_spec=LM, batch_size=4, shuffle=False,
+                                 validation_split=0).train_dataloader()
+    batch = next(iter(loader))
+    assert batch["labels"].tolist() == IDS.masked_fill(IDS == PAD, -100).tolist()
+
+
+def test_uint8_image_tensors_train_like_the_same_images_in_a_list():
+    """Tensor batches of a task whose collator finishes them (here: uint8 HWC -> float CHW) go through it."""
+    task = TaskSpec.vision_classification(name="v", num_classes=2, image_size=4, num_channels=3)
+    images = torch.randint(0, 256, (8, 4, 4, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1] * 4)
+
+    def run(data) -> dict:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
+        return Trainer(model, None, config(), task).train(data)
+
+    tensor = run((images, labels))
+    listed = run([{"pixel_values": im, "label": int(y)} for im, y in zip(images, labels)])
+    assert tensor["loss_history"][0] == pytest.approx(listed["loss_history"][0], abs=1e-6)
+    for key, value in tensor["final_model_state"].items():
+        assert torch.allclose(value, listed["final_model_state"][key], atol=1e-6), key

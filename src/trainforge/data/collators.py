@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from trainforge.data.collate import Batch, Collator, pad_stack, shift_right
@@ -271,37 +272,48 @@ def packed_lm_collator(task: TaskSpec, max_length: int | None = None) -> Collato
         rows = _normalised(samples, task)
         seqs = [_tensor(s, field).long().reshape(-1) for s in _field(rows, field, "packed_lm")]
         own = _own_masks(rows, seqs)
-        given = [_tensor(r[task.label_field], task.label_field).long().reshape(-1) for r in rows] \
-            if task.label_field in rows[0] else None
-        parts: list[Tensor] = []
-        label_parts: list[Tensor] = []
-        for i, t in enumerate(seqs):
-            keep = own[i] != 0 if own is not None else (t != pad_only if pad_only is not None else None)
-            y = given[i][: t.shape[0]] if given is not None else None
-            if keep is not None:
-                t, y = t[keep], (y[keep[: y.shape[0]]] if y is not None else None)
-            parts.append(t)
-            if y is not None:
-                label_parts.append(y)
-            if eos is not None and (t.numel() == 0 or int(t[-1]) != eos):
-                parts.append(torch.tensor([eos], dtype=torch.long))
-                if y is not None:
-                    label_parts.append(torch.tensor([eos], dtype=torch.long))
-        stream = torch.cat(parts)
+        lengths = [int(t.shape[0]) for t in seqs]
+        # The whole batch at once (a few kernels, not a few per sample): one stream, padding dropped.
+        stream = torch.cat(seqs)
+        labels_stream = _packed_labels(rows, lengths) if task.label_field in rows[0] else None
+        keep = torch.cat(own) != 0 if own is not None else (stream != pad_only if pad_only is not None else None)
+        if keep is not None:
+            ends = torch.tensor(lengths).cumsum(0)
+            kept = torch.cat([keep.new_zeros(1, dtype=torch.long), keep.long().cumsum(0)])[ends]
+            lengths = torch.diff(kept, prepend=kept.new_zeros(1)).tolist()
+            stream = stream[keep]
+            labels_stream = labels_stream[keep] if labels_stream is not None else None
+        if eos is not None:  # an EOS after every document that does not already end with one
+            ends = torch.tensor(lengths).cumsum(0) - 1
+            last = stream[ends.clamp(min=0)] if stream.numel() else torch.full((len(lengths),), -1)
+            needs = ((last != eos) | (torch.tensor(lengths) == 0)).tolist()
+            sep = torch.tensor([eos], dtype=torch.long)
+            pieces, label_pieces = [], []
+            for tokens, ys, need in zip(stream.split(lengths),
+                                        labels_stream.split(lengths) if labels_stream is not None else lengths, needs):
+                pieces += [tokens, sep] if need else [tokens]
+                label_pieces += [ys, sep] if need else [ys]  # the added EOS is its own label
+            stream = torch.cat(pieces)
+            labels_stream = torch.cat(label_pieces) if labels_stream is not None else None
         n_rows = max(1, -(-stream.numel() // length))
         ids = torch.full((n_rows * length,), pad, dtype=torch.long)
         ids[: stream.numel()] = stream
         mask = torch.zeros(n_rows * length, dtype=torch.long)
         mask[: stream.numel()] = 1
         ids, mask = ids.view(n_rows, length), mask.view(n_rows, length)
-        if given is not None:
-            label_stream = torch.cat(label_parts)
+        if labels_stream is not None:
             labels = torch.full((n_rows * length,), task.ignore_index, dtype=torch.long)
-            labels[: label_stream.numel()] = label_stream
+            labels[: labels_stream.numel()] = labels_stream
             labels = labels.view(n_rows, length)
         else:
             labels = ids.masked_fill(mask == 0, task.ignore_index)
         return {field: ids, MASK: mask, task.label_field: labels}
+
+    def _packed_labels(rows: list[dict[str, Any]], lengths: list[int]) -> Tensor:
+        """The samples' own labels, one per token (cut, or padded with ignore_index, to each sample's length)."""
+        given = [_tensor(v, task.label_field).long().reshape(-1) for v in _field(rows, task.label_field, "packed_lm")]
+        out = [F.pad(y[:n], (0, n - min(n, y.shape[0])), value=task.ignore_index) for y, n in zip(given, lengths)]
+        return torch.cat(out)
 
     return collate
 
