@@ -28,7 +28,7 @@ Register your own with ``register_collator("name", factory)`` (or as a decorator
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -144,23 +144,18 @@ def pad_tokens(seqs: Sequence[Tensor], pad_id: int | None, field: str, multiple_
     return ids, mask
 
 
-def _extras(samples: Sequence[dict[str, Any]], skip: set[str], lengths: Sequence[int] | None = None,
-            seq_len: int | None = None) -> Batch:
+def _extras(samples: Sequence[dict[str, Any]], skip: set[str], padded: Padded | None = None) -> Batch:
     """Any other numeric fields (``token_type_ids``, ``position_ids``, ...), stacked, so they reach a model whose
-    forward takes them. A 1-D field as long as its row's input (``lengths``) is padded with 0 to the batch's padded
-    length ``seq_len``, like the inputs; other fields of different lengths are padded to the longest."""
+    forward takes them. A 1-D field as long as its row's input is cut and padded (with 0) like the input, to the
+    batch's padded length; other fields of different lengths are padded to the longest."""
     out: Batch = {}
     for field in samples[0]:
         if field in skip or isinstance(samples[0][field], (str, bytes)):
             continue
         values = [_tensor(s[field], field) for s in samples]
-        aligned = lengths is not None and seq_len is not None and all(
-            v.dim() == 1 and v.shape[0] >= n for v, n in zip(values, lengths))
-        if aligned:
-            assert lengths is not None and seq_len is not None
-            out[field] = pad_stack([v[:n] for v, n in zip(values, lengths)], 0, field, length=seq_len)
-        else:
-            out[field] = pad_stack(values, 0, field, can_pad=values[0].dim() >= 1)
+        aligned = padded.align(values) if padded is not None else None
+        out[field] = pad_stack(aligned, 0, field, length=padded.ids.shape[1]) if aligned is not None and \
+            padded is not None else pad_stack(values, 0, field, can_pad=values[0].dim() >= 1)
     return out
 
 
@@ -191,24 +186,41 @@ def _own_masks(rows: Sequence[dict[str, Any]], seqs: Sequence[Tensor]) -> list[T
     return [m[: s.shape[0]] for m, s in zip(masks, seqs)]
 
 
-def pad_inputs(rows: Sequence[dict[str, Any]], task: TaskSpec, what: str, multiple_of: int | None = None,
-               max_length: int | None = None) -> tuple[Tensor, Tensor, Tensor | None, list[int]]:
-    """The token inputs of ``rows`` padded: ``(ids, attention_mask, own_mask, lengths)``.
+class Padded(NamedTuple):
+    """Token inputs padded by :func:`pad_inputs`."""
 
-    ``attention_mask`` is the samples' own mask (when they bring one) combined with the padding this adds, and is
-    what the model receives; ``own_mask`` is the samples' own mask alone, padded with 0 (None without one): labels
-    the engine builds use it to tell padding from real EOS tokens (``TaskSpec.labels_from_inputs``).
+    ids: Tensor  # [B, T]
+    mask: Tensor  # what the model receives: the samples' own mask combined with the padding added here
+    own: Tensor | None  # the samples' own mask alone, padded with 0 (None without one)
+    lengths: list[int]  # each row's length after ``max_length``
+    raw: list[int]  # each row's length as given
+
+    def align(self, values: Sequence[Tensor]) -> list[Tensor] | None:
+        """Per-token 1-D values (one per input id of their row), cut like the inputs; None if they are not."""
+        if not all(v.dim() == 1 and v.shape[0] == n for v, n in zip(values, self.raw)):
+            return None
+        return [v[:n] for v, n in zip(values, self.lengths)]
+
+
+def pad_inputs(rows: Sequence[dict[str, Any]], task: TaskSpec, what: str, multiple_of: int | None = None,
+               max_length: int | None = None) -> Padded:
+    """The token inputs of ``rows`` padded with ``pad_token_id`` (see :class:`Padded`).
+
+    The model receives the samples' own mask (when they bring one) combined with the padding added here; labels
+    the engine builds use the own mask alone to tell padding from real EOS tokens (``TaskSpec.labels_from_inputs``).
     """
     field = task.input_field
     seqs = [_tensor(v, field).long() for v in _field(rows, field, what)]
+    raw = [int(s.shape[0]) if s.dim() else 0 for s in seqs]
     if max_length is not None:
         seqs = [s[:max_length] for s in seqs]
     own = _own_masks(rows, seqs)
     ids, length_mask = pad_tokens(seqs, task.pad_token_id, field, multiple_of)
+    lengths = [int(s.shape[0]) for s in seqs]
     if own is None:
-        return ids, length_mask, None, [int(s.shape[0]) for s in seqs]
+        return Padded(ids, length_mask, None, lengths, raw)
     own_mask = pad_stack(own, 0, MASK, length=ids.shape[1])
-    return ids, own_mask * length_mask, own_mask, [int(s.shape[0]) for s in seqs]
+    return Padded(ids, own_mask * length_mask, own_mask, lengths, raw)
 
 
 # ------------------------------------------------------------------------------------------------ built-ins
@@ -232,16 +244,17 @@ def causal_lm_collator(task: TaskSpec, pack: bool = False, pad_to_multiple_of: i
                         and isinstance(v, Tensor)})
             return out
         rows = _normalised(samples, task)
-        ids, mask, own, lengths = pad_inputs(rows, task, "causal_lm", pad_to_multiple_of, max_length)
+        padded = pad_inputs(rows, task, "causal_lm", pad_to_multiple_of, max_length)
+        ids, mask = padded.ids, padded.mask
         if task.label_field in rows[0]:  # labels the user gives are used as given (only the added padding ignored)
             given = [_tensor(r[task.label_field], task.label_field).long().reshape(-1) for r in rows]
-            aligned = all(g.shape[0] >= n for g, n in zip(given, lengths))
-            labels = pad_stack([g[:n] for g, n in zip(given, lengths)] if aligned else given, task.ignore_index,
-                               task.label_field, length=ids.shape[1] if aligned else None)
+            aligned = padded.align(given)
+            labels = pad_stack(aligned, task.ignore_index, task.label_field, length=ids.shape[1]) \
+                if aligned is not None else pad_stack(given, task.ignore_index, task.label_field)
         else:  # built: every padded position ignored, by the samples' own mask, pad_token_id and the added padding
-            labels = task.labels_from_inputs(ids, own).masked_fill(mask == 0, task.ignore_index)
+            labels = task.labels_from_inputs(ids, padded.own).masked_fill(mask == 0, task.ignore_index)
         batch: Batch = {field: ids, MASK: mask, task.label_field: labels}
-        batch.update(_extras(rows, {field, task.label_field, MASK}, lengths, ids.shape[1]))
+        batch.update(_extras(rows, {field, task.label_field, MASK}, padded))
         return batch
 
     return collate
@@ -343,17 +356,18 @@ def classification_collator(task: TaskSpec) -> Collator:
         rows = _normalised(samples, task)
         first = _tensor(rows[0][field], field) if field in rows[0] else None
         batch = {}
-        lengths: list[int] | None = None
+        padded: Padded | None = None
         if first is not None and first.is_floating_point():
             values = [_tensor(v, field) for v in _field(rows, field, "classification")]
             batch[field] = pad_stack(values, 0.0, field, can_pad=False)
             skip = {field, task.label_field}
         else:
-            batch[field], batch[MASK], _, lengths = pad_inputs(rows, task, "classification")
+            padded = pad_inputs(rows, task, "classification")
+            batch[field], batch[MASK] = padded.ids, padded.mask
             skip = {field, task.label_field, MASK}
         if task.label_field in rows[0]:
             batch[task.label_field] = _class_labels(_field(rows, task.label_field, "classification"), task.label_field)
-        batch.update(_extras(rows, skip, lengths, batch[field].shape[1] if lengths is not None else None))
+        batch.update(_extras(rows, skip, padded))
         return batch
 
     return collate
@@ -366,8 +380,8 @@ def seq2seq_collator(task: TaskSpec) -> Collator:
 
     def collate(samples: Any) -> Batch:
         rows = _normalised(samples, task)
-        ids, mask, _, lengths = pad_inputs(rows, task, "seq2seq")
-        batch: Batch = {field: ids, MASK: mask}
+        padded = pad_inputs(rows, task, "seq2seq")
+        batch: Batch = {field: padded.ids, MASK: padded.mask}
         if task.label_field in rows[0]:
             labels = [_tensor(v, task.label_field).long() for v in _field(rows, task.label_field, "seq2seq")]
             batch[task.label_field] = pad_stack(labels, task.ignore_index, task.label_field)
@@ -376,7 +390,7 @@ def seq2seq_collator(task: TaskSpec) -> Collator:
                 batch["decoder_input_ids"] = pad_tokens(dec, task.pad_token_id, "decoder_input_ids")[0]
             else:
                 batch["decoder_input_ids"] = shift_right(batch[task.label_field], task)
-        batch.update(_extras(rows, {field, task.label_field, MASK, "decoder_input_ids"}, lengths, ids.shape[1]))
+        batch.update(_extras(rows, {field, task.label_field, MASK, "decoder_input_ids"}, padded))
         return batch
 
     return collate
