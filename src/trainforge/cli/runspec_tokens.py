@@ -58,7 +58,8 @@ def train_on_tokens(spec: dict[str, Any], cfg: Any, callbacks: Sequence[Any],
     tokenizer = load_tokenizer(tokenizer_dir) if tokenizer_dir.is_dir() else None
     module = UniversalDataModule(train, val, task, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                                  seed=cfg.seed, validation_split=cfg.validation_split, shuffle=cfg.shuffle,
-                                 tokenizer=tokenizer)
+                                 tokenizer=tokenizer, max_train_samples=cfg.max_train_samples,
+                                 max_val_samples=cfg.max_val_samples)
     if say is not None:
         say(f"[trainforge] data={directory} train={len(train):,} windows of {block} tokens "
             f"({meta['train_tokens']:,} tokens, {meta['dtype']}) val="

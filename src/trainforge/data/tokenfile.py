@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import time
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ DTYPES: dict[str, np.dtype[Any]] = {"uint16": np.dtype("<u2"), "uint32": np.dtyp
 # A sidecar is trusted only when the file's mtime is this much older than the check that wrote it: file system
 # timestamps are coarse (a few ms), so a file rewritten just after it was hashed could keep the same mtime.
 _RACY_NS = 2_000_000_000
+REMAP_WINDOWS = 64  # windows served from one memory mapping before it is renewed (see TokenFile.tokens)
 _verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) checked in this process
 
 __all__ = ["TokenFile", "dtype_for_vocab", "file_sha256", "read_meta"]
@@ -127,6 +129,7 @@ class TokenFile(Dataset[Tensor]):
                             f"Fix: use a block_size <= {self.num_tokens}, or prepare more text.")
         self._length = (self.num_tokens - block_size) // step + 1
         self._tokens: np.ndarray[Any, Any] | None = None  # mapped on first access, in each process
+        self._served = 0  # windows read from the current mapping
 
     # ------------------------------------------------------------------ integrity
     def _check_size(self, entry: dict[str, Any]) -> None:
@@ -184,9 +187,19 @@ class TokenFile(Dataset[Tensor]):
     # ------------------------------------------------------------------ data
     @property
     def tokens(self) -> np.ndarray[Any, Any]:
-        """The whole file as a read-only numpy memmap (pages are read from disk only when touched)."""
-        if self._tokens is None:
-            self._tokens = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.num_tokens,))
+        """The whole file as a read-only array over a memory mapping (pages are read from disk only when touched).
+
+        The mapping is renewed after every ``REMAP_WINDOWS`` windows served: a page of a mapping, once touched,
+        counts in the process's resident memory until the mapping goes, and the kernel maps whole cached folios
+        around each touched page (~350 KB per random window on Linux 6, measured): a long run would otherwise
+        grow to the file's size (as nanoGPT, which maps the file again for every batch, notes). Renewing costs ~30 us.
+        """
+        if self._tokens is None or self._served >= REMAP_WINDOWS:
+            self._tokens = None  # the old mapping is unmapped with its last reference (the windows are copies)
+            with open(self.path, "rb") as f:
+                mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._tokens = np.frombuffer(mapping, dtype=self.dtype, count=self.num_tokens)
+            self._served = 0
         return self._tokens
 
     def __len__(self) -> int:
@@ -202,13 +215,16 @@ class TokenFile(Dataset[Tensor]):
 
     def __getitem__(self, index: int) -> Tensor:
         start = self._start(index)
-        return torch.from_numpy(self.tokens[start:start + self.block_size].astype(np.int64))
+        window = self.tokens[start:start + self.block_size].astype(np.int64)
+        self._served += 1
+        return torch.from_numpy(window)
 
     def batch(self, indices: Sequence[int]) -> Tensor:
         """Windows ``indices`` stacked into one ``[len(indices), block_size]`` int64 tensor, read in one go."""
         starts = np.fromiter((self._start(i) for i in indices), dtype=np.int64, count=len(indices))
-        rows = self.tokens[starts[:, None] + np.arange(self.block_size, dtype=np.int64)]
-        return torch.from_numpy(rows.astype(np.int64))
+        rows = self.tokens[starts[:, None] + np.arange(self.block_size, dtype=np.int64)].astype(np.int64)
+        self._served += len(starts)
+        return torch.from_numpy(rows)
 
     def samples(self, task: TaskSpec) -> TokenSamples:
         """This file as the dict samples the trainer collates (``{task.input_field: window}``)."""
@@ -219,7 +235,7 @@ class TokenFile(Dataset[Tensor]):
         # DataLoader workers get the description, not the mapping: each maps the file itself on first access (a
         # pickled memmap would be copied in full). The checks ran here already.
         state = dict(self.__dict__)
-        state["_tokens"] = None
+        state["_tokens"], state["_served"] = None, 0
         return state
 
     def __repr__(self) -> str:
