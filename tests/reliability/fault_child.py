@@ -2,8 +2,9 @@
 
 ``python fault_child.py run '{"ckpt_dir": ..., "out": ..., "run_dir": ...}'`` trains a tiny GPT (dropout on, so
 the RNG must resume exactly) for 3 epochs with a checkpoint after every optimizer step and ``resume_from="auto"``,
-then writes its final weights and losses to ``out``. It prints a marker line, then sleeps a little, at each point
-where a kill should be able to land:
+then writes its final weights and losses to ``out`` (with ``"tokens": DIR``, on the memory-mapped token files of
+a ``trainforge prepare`` folder instead of in-memory tensors). It prints a marker line, then sleeps a little, at
+each point where a kill should be able to land:
 
   ``step``  a training forward (inside an optimizer step)
   ``eval``  a validation forward
@@ -46,6 +47,13 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return blocks[:40], blocks[40:]
 
 
+def _token_files(directory: str) -> tuple[Any, Any]:
+    """``trainforge prepare`` output (a 32-token vocabulary) as memory-mapped windows of 16 tokens."""
+    from trainforge.data import TokenFile
+
+    return TokenFile(f"{directory}/train.bin", 16), TokenFile(f"{directory}/val.bin", 16)
+
+
 def _model() -> tuple[torch.nn.Module, Any]:
     from trainforge.models import GPT, GPTConfig
 
@@ -72,7 +80,8 @@ def _mark_checkpoint_writes() -> None:
     os.fsync = fsync  # type: ignore[assignment]
 
 
-def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int = 3) -> str | None:
+def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int = 3,
+        tokens: str | None = None) -> str | None:
     from trainforge import Trainer, TrainingConfig
     from trainforge.checkpoint.io import atomic_save
     from trainforge.tasks import TaskSpec
@@ -81,7 +90,7 @@ def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int =
     sys.stdout = sys.stderr  # stdout (fd 1) carries only the marker lines, written whole by _say
     if marks:
         _mark_checkpoint_writes()
-    train, val = _data()
+    train, val = _data() if tokens is None else _token_files(tokens)
     model, cfg = _model()
     config = TrainingConfig(epochs=epochs, batch_size=4, learning_rate=1e-2, checkpoint_every_n_steps=1,
                             checkpoint_dir=ckpt_dir, output_dir=run_dir, progress_bar=False, log_every_n_steps=1000,

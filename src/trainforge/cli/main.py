@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_sweep_parser(sub)
     add_jobs_parser(sub)
+    from trainforge.cli.prepare import add_prepare_parser  # argparse only; numpy/tokenizers load when preparing
+
+    add_prepare_parser(sub)
     words = list(argv) if argv is not None else sys.argv[1:]
     if words[:1] == ["train"]:
         # Overrides are free-form (key=value, --key=value, --key value: the forms the W&B agent passes), so
@@ -52,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "presets":
             return _presets()
-        if args.command in ("export", "runs", "sweep", "jobs"):
+        if args.command in ("export", "runs", "sweep", "jobs", "prepare"):
             return int(args.handler(args))
         if args.nproc is not None and args.nproc > 1:
             from trainforge.distributed.launch import launched_by_torchrun, relaunch, strip_nproc

@@ -2,7 +2,8 @@
 
 One builder for ``trainforge train``, queue jobs and sweep trials: the model from ``model:`` (``{preset: tiny,
 ...}`` or ``module:function``), the data from ``data:`` (the embedded corpus ``{max_bytes: N}``, the user's files
-``{train: path, ...}``, or the user's ``module:function`` returning ``(train, val)`` or ``(train, val, task)``).
+``{train: path, ...}``, a prepared token folder ``{tokens: DIR}``, or the user's ``module:function`` returning
+``(train, val)`` or ``(train, val, task)``).
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def train_spec(spec: dict[str, Any], callbacks: Sequence[Any] = (), say: Callabl
         return trainer.train(train, val)
     if "train" in data:
         return _train_on_files(spec, training_config, callbacks, say)
+    if "tokens" in data:
+        from trainforge.cli.runspec_tokens import train_on_tokens
+
+        return train_on_tokens(spec, training_config, callbacks, say)
     from trainforge.data.corpus import default_lm_dataset
 
     model, model_config = build_model_from_spec(spec["model"])
@@ -98,7 +103,8 @@ def train_spec(spec: dict[str, Any], callbacks: Sequence[Any] = (), say: Callabl
     max_bytes = int(rest.pop("max_bytes", 300_000))
     if rest:
         raise ConfigError([f"data: unknown keys {sorted(rest)}; the embedded corpus takes data: {{max_bytes: N}}, "
-                           "files take data: {train: path, ...}, or give data: 'module:function'."], what="run")
+                           "files take data: {train: path, ...}, token files from `trainforge prepare` take data: {tokens: DIR}, or "
+                           "give data: 'module:function'."], what="run")
     train_blocks, val_blocks = default_lm_dataset(block_size=block, max_bytes=max_bytes)
     vocab = int(getattr(model_config, "vocab_size", 256))
     task = TaskSpec.language_modeling(name="stdlib-bytes", vocab_size=vocab, max_seq_len=block, **task_extra)

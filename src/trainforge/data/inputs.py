@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from trainforge.data.tokenfile import TokenFile
 from trainforge.errors import DataError, DataTypeError
 from trainforge.tasks.spec import LABEL_ALIAS
 
@@ -198,6 +199,8 @@ def as_dataset(data: Any, task: TaskSpec, name: str = "train_data") -> Dataset[d
     if isinstance(data, (list, tuple)):
         _check_not_empty(len(data), name)
         return MapSamples(list(data), task)
+    if isinstance(data, TokenFile):  # windows of a memory-mapped token file: a batch is read in one call
+        return data.samples(task)
     if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         # torch map-style datasets and Hugging Face datasets.Dataset (duck-typed: no import of `datasets`).
         _check_not_empty(len(data), name)

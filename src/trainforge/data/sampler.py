@@ -18,10 +18,21 @@ def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> li
     """The visiting order of epoch ``epoch``: a pure function of (n, seed, epoch)."""
     if not shuffle:
         return list(range(n))
+    return _permutation(n, seed, epoch).tolist()
+
+
+def _permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator()
     # Large odd multiplier keeps (seed, epoch) pairs from colliding for small values.
     g.manual_seed((seed * 1_000_003 + epoch) % (2**63 - 1))
-    return torch.randperm(n, generator=g).tolist()
+    return torch.randperm(n, generator=g)
+
+
+def _iterate(order: torch.Tensor, start: int, piece: int = 8192) -> Iterator[int]:
+    # A few thousand Python ints at a time: a list of the whole order costs ~40 bytes per sample (a memory-mapped
+    # corpus of 100M tokens has millions of windows), the int64 tensor 8.
+    for at in range(start, order.numel(), piece):
+        yield from order[at:at + piece].tolist()
 
 
 class ResumableSampler(Sampler[int]):
@@ -59,6 +70,10 @@ class ResumableSampler(Sampler[int]):
         return padded[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[int]:
+        if self.world_size == 1:  # the same order as _share(), without a list of it
+            if not self.shuffle:
+                return iter(range(self.start, self.num_samples))
+            return _iterate(_permutation(self.num_samples, self.seed, self.epoch), self.start)
         share = self._share()
         return iter(share[self.start :])
 

@@ -189,10 +189,16 @@ class BPETokenizer(_Base):
         trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                          special_tokens=list(SPECIALS),
                                          initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet())
-        items = [texts] if isinstance(texts, str) else list(texts)
-        if not any(items):
+        seen = [0]
+
+        def stream() -> Iterable[str]:  # consumed as it goes: an iterator over a large corpus is never held whole
+            for text in [texts] if isinstance(texts, str) else texts:
+                seen[0] += len(text)
+                yield text
+
+        tok.train_from_iterator(stream(), trainer=trainer)
+        if not seen[0]:
             raise DataError("BPETokenizer.train got no text. Fix: pass the training text (a string or strings).")
-        tok.train_from_iterator(items, trainer=trainer)
         return cls(tok)
 
     @property
