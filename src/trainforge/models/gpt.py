@@ -276,6 +276,7 @@ class GPT(nn.Module):
         x = self.tok_emb(input_ids) + self.pos_emb(pos)
         present: KVCache = []
         for i, block in enumerate(self.blocks):
+            assert isinstance(block, Block)
             x, layer = block.forward_cached(x, None if cache is None else cache[i])
             present.append(layer)
         return self.lm_head(self.ln_f(x)), present

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from torch import nn
@@ -36,8 +36,8 @@ _ADAM_FAMILY = ("adamw", "adam", "adamax", "nadam", "radam")
 # torch's fused kernels (CUDA): the fastest there, and they take GradScaler's found_inf (the NaN guard's device path).
 _FUSED = ("adamw", "adam")
 
-OptimizerArg = Union[torch.optim.Optimizer, Callable[[list[nn.Parameter]], torch.optim.Optimizer], None]
-SchedulerFactory = Optional[Callable[[torch.optim.Optimizer], Any]]
+OptimizerArg: TypeAlias = "torch.optim.Optimizer | Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None"
+SchedulerFactory: TypeAlias = "Callable[[torch.optim.Optimizer], Any] | None"
 
 
 def build_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device,
