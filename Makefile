@@ -9,9 +9,10 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The `plots` extra (matplotlib) is part of the newcomer's install: `make train` ends by printing its loss plot.
 install: $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e .
+	$(BIN)/pip install -q -c constraints.txt -e '.[plots]'
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0

@@ -14,6 +14,7 @@ from trainforge.errors import (  # noqa: E402
     ModelError,
     TrainforgeError,
 )
+from trainforge.generation import generate  # noqa: E402
 from trainforge.tasks import TaskSpec  # noqa: E402
 from trainforge.trainer import Callback, Event, Trainer, TrainState  # noqa: E402
 
@@ -32,4 +33,5 @@ __all__ = [
     "TrainingConfig",
     "TrainingConfigBuilder",
     "__version__",
+    "generate",
 ]

@@ -48,6 +48,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         _run("bench_tiny", 2, None, Path(tmp) / "warmup", steps=2)  # lazy initialisation, outside the measurement
+        from trainforge.tracking.run import wait_for_plots
+
+        wait_for_plots()  # the warm-up's plots (matplotlib) are drawn by a thread: done before measuring
         gc.collect()
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         base = _status("VmRSS")

@@ -1,7 +1,8 @@
-"""``trainforge`` command line: ``train`` (the main job) and ``presets``.
+"""``trainforge`` command line: ``train`` (the main job), ``generate``, ``presets`` and the others below.
 
 ``trainforge train`` with no arguments trains the ``tiny`` GPT on the embedded default corpus (the Python
-standard library's own source, byte-level), prints the results table and the run directory.
+standard library's own source, byte-level), prints the results table, the run directory, a short sample from the
+trained model and the path of its loss plot.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_sweep_parser(sub)
     add_jobs_parser(sub)
+    from trainforge.cli.generate import add_generate_parser
     from trainforge.cli.prepare import add_prepare_parser  # argparse only; numpy/tokenizers load when preparing
 
     add_prepare_parser(sub)
+    add_generate_parser(sub)
     words = list(argv) if argv is not None else sys.argv[1:]
     if words[:1] == ["train"]:
         # Overrides are free-form (key=value, --key=value, --key value: the forms the W&B agent passes), so
@@ -55,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "presets":
             return _presets()
-        if args.command in ("export", "runs", "sweep", "jobs", "prepare"):
+        if args.command in ("export", "runs", "sweep", "jobs", "prepare", "generate"):
             return int(args.handler(args))
         if args.nproc is not None and args.nproc > 1:
             from trainforge.distributed.launch import launched_by_torchrun, relaunch, strip_nproc
@@ -147,9 +150,35 @@ def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
 def _train(config: str | None, preset: str | None, overrides: list[str]) -> int:
     from trainforge.cli.runspec import train_spec
 
-    results = train_spec(load_run_spec(config, preset, overrides), say=print if _is_main() else None)
+    spec = load_run_spec(config, preset, overrides)
+    results = train_spec(spec, say=print if _is_main() else None)
     _print_results(results)
+    if _is_main():
+        _show_what_was_learned(spec, results)
     return 0
+
+
+def _show_what_was_learned(spec: dict[str, Any], results: dict[str, Any]) -> None:
+    """The end of the main job: the final weights recorded for `trainforge generate`, a short sample, the plot."""
+    import warnings
+
+    from trainforge.cli.generate import record_final_model, sample_after_training
+
+    try:  # the run is trained and its results printed: nothing here may turn it into a failure
+        weights = record_final_model(spec, results)
+        sample = sample_after_training(spec, results)
+    except Exception as exc:
+        warnings.warn(f"Recording the final weights or sampling failed: {type(exc).__name__}: {exc}", stacklevel=2)
+        weights, sample = None, None
+    if sample is not None:
+        print(f"\nsample (temperature 0.8, top-k 40):\n{sample}\n")
+    if weights is not None:
+        print(f"final weights: {weights}   (more text: trainforge generate {results['run_dir']} --prompt '...')")
+    plots = results.get("plot_paths") or []
+    if plots:
+        print(f"loss plot: {plots[0]}")
+    else:
+        print("loss plot: none (install matplotlib: pip install 'trainforge[plots]')")
 
 
 def _is_main() -> bool:

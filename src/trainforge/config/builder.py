@@ -96,6 +96,8 @@ class OptimizationKwargs(TypedDict, total=False):
 
     compile_mode: str | None
     gradient_accumulation_steps: int
+    optimizer: str
+    optimizer_kwargs: dict[str, Any]
     precision: str
     use_amp: bool
     max_grad_norm: float | None
@@ -295,7 +297,7 @@ class TrainingConfigBuilder:
         return self._with("with_checkpointing", kwargs)
 
     def with_optimization(self, **kwargs: Unpack[OptimizationKwargs]) -> Self:
-        """Compile, accumulation, precision, clipping, AdamW and schedule settings, device and strategy."""
+        """Compile, accumulation, precision, clipping, the optimizer and its settings, schedule, device and strategy."""
         return self._with("with_optimization", kwargs)
 
     def with_export(

@@ -45,6 +45,8 @@ class TrainingConfigKwargs(TypedDict, total=False):
     gradient_accumulation_steps: int
     seed: int
     deterministic: bool
+    optimizer: str
+    optimizer_kwargs: dict[str, Any]
     weight_decay: float
     adam_beta1: float
     adam_beta2: float
@@ -134,8 +136,10 @@ class TrainingConfig:
     seed: int = 42
     deterministic: bool = False
     # --- optimisation
-    weight_decay: float = 0.01  # AdamW; never applied to biases and norms
-    adam_beta1: float = 0.9
+    optimizer: str = "adamw"  # any torch.optim optimizer by name, any case: adamw | adam | sgd | adafactor | ...
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)  # its other keywords, e.g. {"momentum": 0.9}
+    weight_decay: float = 0.01  # never applied to biases and norms
+    adam_beta1: float = 0.9  # adam_*: the Adam family (adamw, adam, adamax, nadam, radam)
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     max_grad_norm: float | None = 1.0  # None or 0 disables clipping

@@ -7,6 +7,7 @@ involve two fields. Each problem reads ``field: what is wrong, got <value!r>. Fi
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -15,6 +16,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from trainforge.config import optimizers as optimizer_names
 from trainforge.config._suggest import closest, quote_list
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
@@ -61,6 +63,8 @@ def _accepts(tp: Any, value: Any) -> bool:
         if typing.get_origin(arg) is list and isinstance(value, list):
             (item,) = typing.get_args(arg)
             return all(_accepts(item, v) for v in value)
+        if typing.get_origin(arg) is dict and isinstance(value, dict):
+            return all(isinstance(k, str) for k in value)
     return False
 
 
@@ -72,6 +76,8 @@ def _describe(tp: Any) -> str:
             continue
         if typing.get_origin(arg) is list:
             parts.append("a list of strings" if typing.get_args(arg) == (str,) else "a list")
+        elif typing.get_origin(arg) is dict:
+            parts.append("a dict with string keys")
         else:
             parts.append(names.get(arg, getattr(arg, "__name__", str(arg))))
     if type(None) in _union_args(tp):
@@ -91,6 +97,10 @@ def normalize(values: Mapping[str, Any], field_types: Mapping[str, Any]) -> dict
             out[name] = float(value)
         elif isinstance(value, (list, tuple)) and any(typing.get_origin(a) is list for a in args):
             out[name] = list(value)  # a copy: the caller's list must not change the config later
+        elif isinstance(value, Mapping) and any(typing.get_origin(a) is dict for a in args):
+            out[name] = copy.deepcopy(dict(value))  # a copy, like lists
+        elif name == "optimizer" and isinstance(value, str):
+            out[name] = value.strip().lower()  # torch's class names in any case: "AdamW" is "adamw"
     return out
 
 
@@ -310,6 +320,12 @@ def value_problems(v: Mapping[str, Any], ok: set[str]) -> list[str]:
         guess = "cuda" if v["device"].lower() in ("gpu", "cuda0", "nvidia") else closest(v["device"], DEVICES[:-1])
         fix = f"did you mean {guess!r}?" if guess else "use 'auto' to pick the best device, or 'cuda:0'."
         found.append(problem("device", f"must be one of {quote_list(DEVICES)}", v["device"], fix))
+    if "optimizer" in ok:
+        line = optimizer_names.name_problem(v["optimizer"])
+        if line is not None:
+            found.append(line)
+        elif "optimizer_kwargs" in ok:
+            found += optimizer_names.kwargs_problems(v["optimizer"], v["optimizer_kwargs"])
     if "loggers" in ok:
         for name in v["loggers"]:
             if name not in LOGGERS:

@@ -1,7 +1,8 @@
 """A small decoder-only transformer (GPT) for causal language modelling.
 
 The model is deliberately plain so that ``torch.jit.trace``, ``torch.jit.script`` and ``torch.onnx`` can all
-export it: no Python-side caches, no data-dependent control flow beyond one length check, and attention through
+export it: no Python-side caches in ``forward`` (generation's key/value cache is a separate method,
+``forward_cached``, that exports ignore), no data-dependent control flow beyond one length check, and attention through
 ``torch.nn.functional.scaled_dot_product_attention`` (which picks the fast fused kernels where available).
 
 Presets live in :data:`MODEL_PRESETS` as plain dicts; :func:`build_model` turns a preset name plus overrides into
@@ -21,7 +22,10 @@ from torch import Tensor, nn
 
 from trainforge.errors import ConfigError
 
-__all__ = ["GPT", "GPTConfig", "MODEL_PRESETS", "build_model"]
+__all__ = ["GPT", "GPTConfig", "KVCache", "MODEL_PRESETS", "build_model"]
+
+# Per layer, the keys and values of every position so far, each [B, n_head, T, head_dim].
+KVCache = list[tuple[Tensor, Tensor]]
 
 
 @dataclass
@@ -130,6 +134,26 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.proj(y))
 
+    @torch.jit.ignore
+    def forward_cached(self, x: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Attention of the new positions ``x`` over the cached keys/values plus their own (causal), and the
+        extended cache. Used by generation only; eval mode (no dropout)."""
+        B, T, C = x.shape
+        # [B, T, 3C] -> three [B, n_head, T, head_dim] views in one reshape (fewer ops: decoding is op-bound)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        if past is None:  # the prompt: plain causal attention, as in forward
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            mask = None
+            if T > 1:  # several new positions: each sees the past and the new positions up to itself
+                n_past = past[0].size(2)
+                rows = torch.arange(T, device=x.device).unsqueeze(1) + n_past
+                mask = torch.arange(n_past + T, device=x.device).unsqueeze(0) <= rows
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # one new position sees everything cached
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.proj(y), (k, v)
+
 
 class MLP(nn.Module):
     """Position-wise feed-forward: Linear(d, 4d) -> GELU -> Linear(4d, d)."""
@@ -159,6 +183,12 @@ class Block(nn.Module):
         x = x + self.attn(self.ln1(x))
         x = x + self.mlp(self.ln2(x))
         return x
+
+    @torch.jit.ignore
+    def forward_cached(self, x: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        a, present = self.attn.forward_cached(self.ln1(x), past)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), present
 
 
 class GPT(nn.Module):
@@ -227,6 +257,29 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.lm_head(self.ln_f(x))
+
+    @torch.jit.ignore
+    def forward_cached(self, input_ids: Tensor, cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        """Logits for ``input_ids`` ``[B, T]`` that follow the positions already in ``cache`` (None: a new
+        sequence), and the cache extended by them: the key/value cache of generation, so that each new token
+        costs one position instead of the whole window. Call in eval mode. ``forward`` stays cache-free (and
+        exportable); ``trainforge.generate`` uses this method when a model has it.
+        """
+        n_past = 0 if cache is None else int(cache[0][0].size(2))
+        seq_len = input_ids.size(1)
+        if n_past + seq_len > self.max_seq_len:
+            raise ValueError(
+                f"the cache holds {n_past} positions and {seq_len} more were given, but this GPT was built with "
+                f"max_seq_len={self.max_seq_len}; start a new cache with the last {self.max_seq_len} tokens"
+            )
+        pos = torch.arange(n_past, n_past + seq_len, dtype=torch.long, device=input_ids.device)
+        x = self.tok_emb(input_ids) + self.pos_emb(pos)
+        present: KVCache = []
+        for i, block in enumerate(self.blocks):
+            assert isinstance(block, Block)
+            x, layer = block.forward_cached(x, None if cache is None else cache[i])
+            present.append(layer)
+        return self.lm_head(self.ln_f(x)), present
 
     @torch.jit.ignore
     def num_parameters(self, trainable_only: bool = False) -> int:

@@ -147,6 +147,10 @@ class ForkedWorker:
                 with contextlib.suppress(Exception):
                     traceback.print_exc()
             finally:
+                with contextlib.suppress(Exception):  # trial plots are drawn by a thread that os._exit would kill
+                    from trainforge.tracking.run import wait_for_plots
+
+                    wait_for_plots()
                 for stream in (sys.stdout, sys.stderr):
                     with contextlib.suppress(Exception):
                         stream.flush()

@@ -5,7 +5,8 @@ the Agg canvas): no pyplot, no global backend switch, no window, so it works on 
 notebook's own matplotlib setup alone. In a notebook, :func:`plot_results` returns a figure that displays
 inline (a PNG formatter for it is registered with IPython when one is running).
 
-Files (written at the end of every run into ``<run_dir>/plots/``; sizes are fixed so they can be checked):
+Files (written at the end of every run into ``<run_dir>/plots/``, by a background thread so that ``train()`` does not
+wait for matplotlib; sizes are fixed so they can be checked):
   * ``loss.png`` (800 x 450): train loss per step (from ``steps.jsonl``) and per epoch, val loss per epoch.
   * ``metrics.png`` (1200 x 800): up to six other epoch metrics (``val/*`` first, then lr, tokens/s, time).
 """
@@ -13,13 +14,15 @@ Files (written at the end of every run into ``<run_dir>/plots/``; sizes are fixe
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -33,6 +36,21 @@ METRICS_SIZE = (1200, 800)
 COMPARE_SIZE = (1200, 450)
 _NOT_METRICS = {"epoch", "step", "train/loss", "val/loss"}
 _TAIL = ["lr", "tokens_per_s", "samples_per_s", "epoch_time_s"]
+
+
+# matplotlib is not thread-safe, and a run's plots are drawn on a background thread (trainforge.tracking.run): every
+# public drawing function here holds this lock, so a notebook's plot_results never races a run's end-of-run plots.
+_DRAWING = threading.RLock()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _serialised(fn: _F) -> _F:
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _DRAWING:
+            return fn(*args, **kwargs)
+
+    return cast(_F, locked)
 
 
 def _figure(size: tuple[int, int]) -> Figure:
@@ -124,26 +142,39 @@ def plot_metrics(rows: Sequence[dict[str, Any]], title: str = "") -> Figure | No
     return fig
 
 
-def _read_rows(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _read_rows(run_dir: Path, steps: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
     metrics = run_dir / "metrics.csv"
     if metrics.exists():
         with metrics.open(newline="", encoding="utf-8") as f:
             rows = [dict(r) for r in csv.DictReader(f)]
-    steps: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     steps_file = run_dir / "steps.jsonl"
-    if steps_file.exists():
+    if steps and steps_file.exists():
         with steps_file.open(encoding="utf-8") as f:
             for line in f:
                 line = line.strip()
                 if line:
                     try:
-                        steps.append(json.loads(line))
+                        records.append(json.loads(line))
                     except json.JSONDecodeError:  # a line cut by a crash
                         continue
-    return rows, steps
+    return rows, records
 
 
+def planned_plots(run_dir: str | os.PathLike[str]) -> list[str]:
+    """The file names :func:`plot_run_dir` will write for this run, without matplotlib and without reading the
+    per-step file (only whether it has content): cheap enough for the caller's path."""
+    run_dir = Path(run_dir)
+    rows, _ = _read_rows(run_dir, steps=False)
+    steps_file = run_dir / "steps.jsonl"
+    has_steps = steps_file.is_file() and steps_file.stat().st_size > 0
+    if not rows and not has_steps:
+        return []
+    return ["loss.png", "metrics.png"] if _metric_keys(rows) else ["loss.png"]
+
+
+@_serialised
 def plot_run_dir(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """Write ``loss.png`` and ``metrics.png`` for one run (from its ``metrics.csv`` and ``steps.jsonl``) into
     ``out_dir`` (default ``<run_dir>/plots``); return the files written."""
@@ -184,6 +215,7 @@ def _register_notebook_display() -> None:
     shell.display_formatter.formatters["image/png"].for_type(Figure, _png)
 
 
+@_serialised
 def plot_results(results: dict[str, Any], path: str | os.PathLike[str] | None = None) -> Figure:
     """One call in a notebook: the loss curves (and per-step loss from the run's ``steps.jsonl`` when there is
     one) of a ``Trainer.train`` results dict. Saved as PNG to ``path`` when given; the figure is returned (it
@@ -204,6 +236,7 @@ def plot_results(results: dict[str, Any], path: str | os.PathLike[str] | None = 
     return fig
 
 
+@_serialised
 def plot_comparison(
     runs: dict[str, Sequence[dict[str, Any]]],
     path: str | os.PathLike[str] | None = None,

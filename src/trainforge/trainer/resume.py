@@ -76,6 +76,7 @@ class RunCheckpoint:
             "run_name": self.run_name,
             "model": canonical_state_dict(model_state),
             "optimizer": optim_state,
+            "optimizer_class": type(self.optimizer).__qualname__,  # a resume with another optimizer is refused
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "state": state.state_dict(),
@@ -108,6 +109,12 @@ class RunCheckpoint:
             warnings.warn(f"{source!r} holds model weights only (an older format): optimizer, schedule and "
                           "counters start fresh.", stacklevel=3)
             return None
+        saved_class, current_class = ckpt.get("optimizer_class"), type(self.optimizer).__qualname__
+        if saved_class is not None and saved_class != current_class:  # its state would load and then fail or drift
+            raise CheckpointError(f"{source!r} was trained with the optimizer {saved_class}, this run builds "
+                                  f"{current_class}: its state cannot continue another optimizer. Fix: resume with "
+                                  f"the same optimizer (TrainingConfig.optimizer or Trainer(optimizer=...)), or load "
+                                  "only the weights and start a new run.")
         try:
             if self.skeleton is not None:
                 fsdp.load_full_optimizer_state(self.model, self.optimizer, ckpt["optimizer"])

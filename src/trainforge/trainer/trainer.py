@@ -49,7 +49,7 @@ from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
 from trainforge.trainer.events import Callback, Event, fire
 from trainforge.trainer.loop import Loader, Parts, _to_device, fit
-from trainforge.trainer.optim import build_optimizer, build_scheduler
+from trainforge.trainer.optim import OptimizerArg, SchedulerFactory, build_optimizer, build_scheduler
 from trainforge.trainer.precision import autocast_factory, make_scaler, resolve_device, resolve_precision
 from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.results import build_results
@@ -67,6 +67,10 @@ class Trainer:
         training_config: how to train; defaults to ``TrainingConfig()``.
         task_spec: what the task is (loss, metrics, fields), e.g. ``TaskSpec.language_modeling(...)``.
         callbacks: extra observers with ``on_<event>(state)`` methods.
+        optimizer: your own optimizer instead of ``training_config.optimizer``: an instance built on the model's
+            parameters, or a factory ``params -> Optimizer`` (called with the trainable parameters).
+        scheduler: your own learning-rate schedule instead of the config's: a factory ``optimizer -> LRScheduler``,
+            stepped once per optimizer step. Both are saved in checkpoints and resumed exactly.
     """
 
     def __init__(
@@ -77,6 +81,8 @@ class Trainer:
         task_spec: TaskSpec | None = None,
         *,
         callbacks: Sequence[Any] = (),
+        optimizer: OptimizerArg = None,
+        scheduler: SchedulerFactory = None,
     ) -> None:
         if isinstance(config, TrainingConfig) and (training_config is None or isinstance(training_config, TaskSpec)):
             raise ConfigError(
@@ -97,6 +103,7 @@ class Trainer:
         if not isinstance(task_spec, TaskSpec):
             problems.append(f"task_spec: expected a TaskSpec, got {type(task_spec).__qualname__}. "
                             "Fix: e.g. TaskSpec.language_modeling(name='lm', vocab_size=..., max_seq_len=...).")
+        problems += _extension_problems(optimizer, scheduler)
         if problems:
             raise ConfigError(problems, what="Trainer")
         assert isinstance(task_spec, TaskSpec)
@@ -105,6 +112,7 @@ class Trainer:
         self.training_config = training_config if training_config is not None else TrainingConfig()
         self.task_spec = task_spec
         self.callbacks = list(callbacks)
+        self.optimizer, self.scheduler = optimizer, scheduler
         _check_model_config(config, task_spec)
 
     # ------------------------------------------------------------------ train
@@ -138,14 +146,18 @@ class Trainer:
                                    "(by an earlier train() or fully_shard). Fix: build a fresh model (load the "
                                    "checkpoint to continue), or train it under strategy='fsdp' only once."],
                                   what="Trainer.train")
+            if isinstance(self.optimizer, torch.optim.Optimizer):
+                raise ConfigError(["optimizer: strategy='fsdp' replaces the model's parameters with shards, so an "
+                                   "optimizer built beforehand holds the old ones. Fix: pass a factory, "
+                                   "optimizer=lambda params: torch.optim.AdamW(params, lr=...)."], what="Trainer")
             fsdp.check_backend(device)
             skeleton = fsdp.plain_skeleton(model)  # on the meta device: checkpoint checks and the export's module
             fsdp.shard(model, precision, device)
         adapter = ModelAdapter(model, task)
-        optimizer = build_optimizer(model, cfg, device)
+        optimizer = build_optimizer(model, cfg, device, self.optimizer)
         steps_per_epoch = _steps_per_epoch(train_loader, cfg.gradient_accumulation_steps)
         total_steps = _total_steps(cfg, steps_per_epoch)
-        scheduler = build_scheduler(optimizer, cfg, total_steps)
+        scheduler = build_scheduler(optimizer, cfg, total_steps, self.scheduler)
         scaler = make_scaler(precision, device)
         callbacks = self._callbacks()
         state = TrainState()
@@ -526,6 +538,23 @@ def _config_value(config: Any, key: str) -> Any:
     if isinstance(config, dict):
         return config.get(key)
     return getattr(config, key, None)
+
+
+def _extension_problems(optimizer: Any, scheduler: Any) -> list[str]:
+    """The ``optimizer`` / ``scheduler`` arguments have a usable type (what they build is checked in train)."""
+    problems = []
+    if optimizer is not None and not (isinstance(optimizer, torch.optim.Optimizer) or callable(optimizer)):
+        hint = (f" To choose one by name, use TrainingConfig(optimizer={optimizer!r})." if isinstance(optimizer, str)
+                else "")
+        problems.append(f"optimizer: expected a torch.optim.Optimizer or a factory params -> Optimizer, got "
+                        f"{type(optimizer).__qualname__}.{hint} Fix: e.g. optimizer=lambda params: "
+                        "torch.optim.SGD(params, lr=0.1, momentum=0.9).")
+    if scheduler is not None and (not callable(scheduler) or (not isinstance(scheduler, type)
+                                                               and hasattr(scheduler, "get_last_lr"))):
+        problems.append(f"scheduler: expected a factory optimizer -> LRScheduler, got {type(scheduler).__qualname__}. "
+                        "Fix: pass a function that builds it on the optimizer it is given (the trainer builds the "
+                        "optimizer), e.g. scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 100).")
+    return problems
 
 
 def _check_model_config(config: Any, task: TaskSpec) -> None:
