@@ -6,8 +6,12 @@ model and data and training what a spec names is :func:`trainforge.cli.runspec.t
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from pathlib import Path
 from typing import Any
+
+from trainforge.errors import ConfigError
 
 # Keys of a run file that are not TrainingConfig fields.
 SECTIONS = ("preset", "model", "data", "task")
@@ -20,7 +24,6 @@ def load_run_spec(config: str | None, preset: str | None, overrides: list[str]) 
     """Merge preset → run file → overrides into one dict with ``training``, ``model``, ``data`` keys."""
     from trainforge.config import get_preset, parse_overrides
     from trainforge.config.io import read_mapping
-    from trainforge.errors import ConfigError
 
     spec: dict[str, Any] = {}
     if config:
@@ -46,6 +49,30 @@ def deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
             base[key] = value
 
 
+def import_function(target: str, what: str) -> Any:
+    """``"pkg.mod:fn"`` or ``"path/file.py:fn"`` → the function (imported only because a file names it)."""
+    module_name, _, func = target.partition(":")
+    if not func:
+        raise ConfigError([f"{what}: expected 'module:function' or 'file.py:function', got {target!r}."], what="run")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None or not path.is_file():
+            raise ConfigError([f"{what}: file {module_name!r} not found. Fix: give a path to a .py file."], what="run")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigError([f"{what}: cannot import {module_name!r} ({exc}). Fix: check the module name and that "
+                               "it is importable (on PYTHONPATH)."], what="run") from exc
+    if not callable(getattr(module, func, None)):
+        raise ConfigError([f"{what}: {module_name!r} has no function {func!r}. Fix: name a function defined there."],
+                          what="run")
+    return getattr(module, func)
+
+
 def task_of_run(spec: dict[str, Any]) -> Any:
     """The :class:`~trainforge.tasks.TaskSpec` kind the run spec trains, built without the model or the data
     where the spec says it (the embedded corpus, ``data: {train: file}`` by format); a ``module:function`` data
@@ -55,8 +82,6 @@ def task_of_run(spec: dict[str, Any]) -> Any:
 
     data = spec.get("data") or {}
     if isinstance(data, str):
-        from trainforge.cli.runspec import import_function
-
         made = import_function(data, "data")()
         task = made.get("task") if isinstance(made, dict) else (made[2] if isinstance(made, tuple) and
                                                                len(made) == 3 else None)

@@ -99,7 +99,8 @@ def plot(spec: SweepSpec, trials: list[TrialRecord], path: Path) -> Path | None:
         ax.set_xlabel(name)
         ax.set_ylabel(spec.metric)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    if axes[0][0].get_legend_handles_labels()[0]:  # no finished trial: nothing to label
+        axes[0][0].legend(fontsize=8)
     fig.suptitle(f"sweep {spec.name}: {spec.metric} ({spec.goal})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
