@@ -123,3 +123,14 @@ def test_trials_write_no_per_run_plots_unless_asked(tmp_path):
     on = parse_sweep(sweep_dict(trial_plots=True))
     assert trial_run_spec(on, 0, {"learning_rate": 1e-3, "warmup_ratio": 0.0}, tmp_path)["training"]["plots"]
     assert problems_of(trial_plots="yes") == ["trial_plots: must be true or false, got 'yes'."]
+
+
+def test_a_huge_n_trials_validates_at_once_and_its_trials_are_made_lazily():
+    import itertools
+
+    spec = parse_sweep(sweep_dict(method="random", n_trials=10**9))
+    first = list(itertools.islice(trial_params(spec), 3))
+    assert spec.n_trials == 10**9 and first == [random_params(spec, i) for i in range(3)]
+    from trainforge.sweeps.space import params_of_trial
+
+    assert params_of_trial(spec, 10**9 - 1) == random_params(spec, 10**9 - 1)  # any trial, from its index alone

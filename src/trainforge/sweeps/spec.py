@@ -276,17 +276,18 @@ def parse_sweep(data: dict[str, Any], *, source: str | None = None, base_dir: Pa
 # ---------------------------------------------------------------------- pieces
 
 
-# One path component: the sweep's name becomes sweeps/<name>, its trials' run names and the Optuna study name.
-_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,99}$")
+# One path component: the sweep's name becomes sweeps/<name>, each trial's run_name (<name>-trial-NNNN, itself a
+# directory name: at most 100 characters) and the Optuna study name. The characters are those of a safe run name.
+_COMPONENT = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
 
 
 def check_path_component(value: Any, where: str) -> str | None:
     """A problem line when ``value`` cannot be used as one file or folder name, else None."""
     if isinstance(value, str) and _COMPONENT.match(value) and value not in (".", ".."):
         return None
-    return (f"{where}: must be one file-name component (letters, digits and - _ . + =, at most 100 characters, "
-            f"no / or \\), because it names folders and files, got {bounded_repr(value)}. Fix: e.g. "
-            f"{where.split('.')[-1]}: lr-sweep.")
+    return (f"{where}: must be one file-name component (letters, digits, '.', '_' and '-' only, at most 80 "
+            f"characters, not '.' or '..'), because it names folders and files, got {bounded_repr(value)}. Fix: "
+            f"e.g. {where.split('.')[-1]}: lr-sweep.")
 
 
 def _name(name: Any, source: str | None, problems: list[str]) -> str:

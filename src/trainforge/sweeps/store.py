@@ -76,8 +76,8 @@ class SweepStore:
         A resume with a different search (method, metric, parameters, base config) is refused."""
         old = self._meta("fingerprint")
         new = json.loads(json.dumps(spec.fingerprint()))
-        if old is not None and old != new:
-            changed = sorted(k for k in new if old.get(k) != new.get(k))
+        changed = sorted(k for k in new if old is not None and old.get(k) != new.get(k))  # a key added later: None
+        if changed:
             raise ConfigError([f"sweep: {self.directory} holds a sweep with different {', '.join(changed)}; the "
                                "file changed since it started. Fix: give the sweep a new name (name: or --dir) to "
                                "start another, or delete the directory to start over."], what="sweep")
