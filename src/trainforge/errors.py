@@ -34,3 +34,31 @@ class ModelError(TrainforgeError, ValueError):
 
 class CheckpointError(TrainforgeError, ValueError):
     """A checkpoint file is missing, unreadable, unsafe, or belongs to another model."""
+
+
+class InputTooLarge(ConfigError):
+    """A config, run, sweep file or job payload is over the size or alias-expansion limit (``config.io``)."""
+
+
+# Error messages quote the value received; a value from a hostile or mistaken file may be huge (a 10^6-element
+# list, a 1 MB string). Every error message shows values through this one helper, so none is longer than this.
+REPR_LIMIT = 160
+
+
+def bounded_repr(value: object, limit: int = REPR_LIMIT) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters (containers and strings shortened with ``...``).
+
+    >>> bounded_repr(list(range(1000)))
+    '[0, 1, 2, 3, 4, 5, ...]'
+    >>> len(bounded_repr("x" * 10_000)) <= 160
+    True
+    """
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = limit
+    shortener.maxlevel = 4
+    shortener.maxlist = shortener.maxtuple = shortener.maxset = shortener.maxfrozenset = 6
+    shortener.maxdict = 8
+    text = shortener.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

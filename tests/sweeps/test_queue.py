@@ -93,3 +93,93 @@ def test_release_worker_requeues_at_once(tmp_path):
     assert q.release_worker("host:1", "worker died") == [job_id]
     job = q.claim("host:2")
     assert job is not None and job.attempts == 2 and "worker died" in (job.error or "")
+
+
+def test_a_corrupt_job_row_is_failed_and_skipped_while_two_workers_finish_the_others_once(tmp_path, capsys):
+    import sqlite3
+
+    from trainforge.cli.main import main
+
+    ran: list[int] = []
+    lock = threading.Lock()
+
+    def echo(job, ctx):
+        with lock:
+            ran.append(job.id)
+        time.sleep(0.02)
+        return {"n": job.payload["n"]}
+
+    register_handler("test-echo", echo)
+    path = tmp_path / "q.db"
+    q = JobQueue(path)
+    ids = [q.submit("test-echo", {"n": i}) for i in range(8)]
+    shape = q.submit("sweep-trial", {"trial": "x"})  # valid JSON, not a sweep-trial payload
+    with sqlite3.connect(path) as db:  # a hand-edited / corrupted database
+        db.execute("UPDATE jobs SET payload = '{\"n\": 3' WHERE id = ?", (ids[3],))
+        db.execute("UPDATE jobs SET payload = '[1, 2]' WHERE id = ?", (ids[5],))
+    corrupt = {ids[3], ids[5]}
+    assert main(["jobs", "--queue", str(path), "list"]) == 0  # listing does not crash on them
+    listing = capsys.readouterr().out
+    assert "malformed job: payload: payload: is not valid JSON" in listing
+    assert "payload: must be a JSON object, got [1, 2]" in listing
+
+    threads = [threading.Thread(target=run_worker, args=(path,), kwargs={"lease_s": 5, "name": f"w{k}",
+                                                                        "log": lambda _: None}) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(ran) == sorted(set(ids) - corrupt)  # every other job exactly once
+    for job_id in corrupt:
+        job = q.get(job_id)
+        assert job is not None and job.status == "failed" and job.attempts == 0
+        assert (job.error or "").startswith("malformed job, skipped: payload: ")
+    bad_shape = q.get(shape)
+    assert bad_shape is not None and bad_shape.status == "failed" and bad_shape.attempts == 1  # not retried
+    assert (bad_shape.error or "").startswith("malformed sweep-trial payload (KeyError: 'sweep')")
+    assert main(["jobs", "--queue", str(path), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("malformed job, skipped: payload:") == 2 and listing.count(" done ") == 6
+
+
+def test_concurrent_sweep_trial_submissions_get_distinct_numbers_from_the_store(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.sweeps.sweep_helpers import write_sweep
+    from trainforge.sweeps import SweepStore, load_sweep
+
+    write_sweep(Path("sweep.yaml"))
+    spec = load_sweep("sweep.yaml")
+    store = SweepStore(spec.output_dir)
+    store.start(spec)
+    assert store.fill(spec, ahead=3) == 3  # the sweep's own trials 0, 1, 2 (queued lazily, 3 so far)
+    cmd = [sys.executable, "-m", "trainforge", "jobs", "--queue", "q.db", "submit", "sweep-trial", "--sweep",
+           "sweep.yaml", "--params", "learning_rate=0.003"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    submitted = JobQueue("q.db").list()
+    numbers = sorted(job.payload["trial"] for job in submitted)
+    assert numbers == [3, 4]  # distinct, and distinct from the sweep's own 0..2
+    assert store.fill(spec, ahead=10) == 1  # the sweep's 4th trial draws the next free number
+    own = sorted(job.payload["trial"] for job in store.jobs())
+    assert own == [0, 1, 2, 5]
+
+    # Many writers at once (threads, each with its own connections): the numbers stay unique.
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(20):
+            number = store.allocate_number()
+            with lock:
+                got.append(number)
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(6, 86))

@@ -9,7 +9,7 @@ import pytest
 from tests.sweeps.sweep_helpers import sweep_dict, write_sweep
 from trainforge.errors import ConfigError
 from trainforge.sweeps import load_sweep, parse_sweep
-from trainforge.sweeps.space import apply_params, grid, random_params, trial_params
+from trainforge.sweeps.space import apply_params, grid, grid_point, random_params, trial_params
 
 
 def problems_of(**changes) -> list[str]:
@@ -96,13 +96,14 @@ def test_a_wandb_sweep_file_mostly_works(tmp_path):
 
 def test_grid_and_random_spaces_are_deterministic():
     spec = parse_sweep(sweep_dict())
-    assert grid(spec) == [{"learning_rate": 1e-3, "warmup_ratio": 0.0}, {"learning_rate": 1e-3, "warmup_ratio": 0.1},
-                          {"learning_rate": 3e-3, "warmup_ratio": 0.0}, {"learning_rate": 3e-3, "warmup_ratio": 0.1}]
+    expected = [{"learning_rate": 1e-3, "warmup_ratio": 0.0}, {"learning_rate": 1e-3, "warmup_ratio": 0.1},
+                {"learning_rate": 3e-3, "warmup_ratio": 0.0}, {"learning_rate": 3e-3, "warmup_ratio": 0.1}]
+    assert list(grid(spec)) == expected == [grid_point(spec, i) for i in range(4)]  # walked = indexed
     rnd = parse_sweep(sweep_dict(method="random", n_trials=3, parameters={
         "learning_rate": {"min": 1e-4, "max": 1e-2, "distribution": "log-uniform"},
         "epochs": {"min": 1, "max": 3}, "model.n_layer": {"values": [1, 2]}}))
-    draws = trial_params(rnd)
-    assert draws == trial_params(rnd) and len(draws) == 3 and draws[0] != draws[1]
+    draws = list(trial_params(rnd))
+    assert draws == list(trial_params(rnd)) and len(draws) == 3 and draws[0] != draws[1]
     assert draws[0] == random_params(rnd, 0)
     for d in draws:
         assert 1e-4 <= d["learning_rate"] <= 1e-2 and d["epochs"] in (1, 2, 3) and d["model.n_layer"] in (1, 2)
@@ -122,3 +123,14 @@ def test_trials_write_no_per_run_plots_unless_asked(tmp_path):
     on = parse_sweep(sweep_dict(trial_plots=True))
     assert trial_run_spec(on, 0, {"learning_rate": 1e-3, "warmup_ratio": 0.0}, tmp_path)["training"]["plots"]
     assert problems_of(trial_plots="yes") == ["trial_plots: must be true or false, got 'yes'."]
+
+
+def test_a_huge_n_trials_validates_at_once_and_its_trials_are_made_lazily():
+    import itertools
+
+    spec = parse_sweep(sweep_dict(method="random", n_trials=10**9))
+    first = list(itertools.islice(trial_params(spec), 3))
+    assert spec.n_trials == 10**9 and first == [random_params(spec, i) for i in range(3)]
+    from trainforge.sweeps.space import params_of_trial
+
+    assert params_of_trial(spec, 10**9 - 1) == random_params(spec, 10**9 - 1)  # any trial, from its index alone

@@ -147,3 +147,31 @@ def test_database_errors_warn_and_training_goes_on(lm_blocks, tmp_path: Path) ->
     with pytest.warns(RuntimeWarning, match="Experiment database"):
         results = _train(lm_blocks, "x")
     assert results["epochs_completed"] == 2
+
+
+def test_a_digit_named_run_is_looked_up_by_name_never_silently_by_id(lm_blocks, capsys) -> None:
+    _train(lm_blocks, "alpha")  # id 1
+    _train(lm_blocks, "beta", learning_rate=2e-3)  # id 2
+    _train(lm_blocks, "1", learning_rate=3e-3)  # id 3, named "1": also run 1's id
+    _train(lm_blocks, "7", learning_rate=4e-3)  # id 4, named "7": no run has id 7
+    db = RunDB("runs/trainforge_runs.db")
+    assert db.run("7")["id"] == 4 and db.run("7")["name"] == "7"  # a digit name is a name
+    assert db.run("#1")["name"] == "alpha" and db.run(1)["name"] == "alpha"  # ids: explicit forms
+    assert db.run("2")["name"] == "beta"  # digits that are no run's name: the one run they can mean
+    with pytest.raises(KeyError) as info:
+        db.run("1")  # run 3's name and run 1's id
+    message = info.value.args[0]
+    assert "run '1' is ambiguous" in message and "the name of run #3" in message
+    assert "the id of run #1 named 'alpha'" in message and "Fix: write '#1' for the id" in message
+    with pytest.raises(KeyError, match="no run with id #9"):
+        db.run("#9")
+
+    capsys.readouterr()
+    assert main(["runs", "--db", "runs", "compare", "7", "alpha"]) == 0
+    out = capsys.readouterr().out
+    header, first, second = out.splitlines()[:3]
+    assert first.split()[:2] == ["4", "7"] and second.split()[:2] == ["1", "alpha"]
+    cmp = compare_runs(["#1", "runs/1", "7"], "runs")
+    assert list(cmp["name"]) == ["alpha", "1", "7"] and list(cmp["id"]) == [1, 3, 4]
+    assert main(["runs", "--db", "runs", "compare", "1", "alpha"]) == 1
+    assert "run '1' is ambiguous" in capsys.readouterr().err

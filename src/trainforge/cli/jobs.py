@@ -53,7 +53,8 @@ def run_jobs_command(args: argparse.Namespace) -> int:
     if args.jobs_command == "submit":
         payload = _payload(args)
         job_id = queue.submit(args.kind, payload, priority=args.priority, max_attempts=args.max_attempts)
-        print(f"submitted job {job_id} ({args.kind}, priority {args.priority}) to {args.queue}")
+        trial = f", trial {payload['trial']}" if args.kind == "sweep-trial" else ""
+        print(f"submitted job {job_id} ({args.kind}{trial}, priority {args.priority}) to {args.queue}")
         return 0
     if args.jobs_command == "list":
         jobs = queue.list(status=args.status)
@@ -129,7 +130,11 @@ def _payload(args: argparse.Namespace) -> dict[str, Any]:
                            f"({sorted(spec.parameters)})."], what="jobs submit")
     params = {name: flat.get(name, p.samples()[0]) for name, p in spec.parameters.items()}
     apply_params(spec.base_run, params)
-    number = int(time.time() * 1000) % 1_000_000
+    from trainforge.sweeps.store import SweepStore
+
+    # The number comes from the sweep's own store, in a write transaction: unique among the sweep's trials and
+    # every other submission, so no two trials share a directory or a run name.
+    number = SweepStore(spec.output_dir).allocate_number("submitted")
     return {"sweep": spec.to_dict(), "trial": number, "params": params,
             "sweep_dir": os.path.abspath(spec.output_dir)}
 

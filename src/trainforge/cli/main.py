@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-# Keys of a run file that are not TrainingConfig fields.
-_SECTIONS = ("preset", "model", "data", "task")
+from trainforge.runspec import load_run_spec  # re-exported: queue jobs and tests import it from here
+
+__all__ = ["load_run_spec", "main", "split_train_args"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,35 +116,6 @@ def _presets() -> int:
     for name, values in MODEL_PRESETS.items():
         print(f"  {name:10s} {values}")
     return 0
-
-
-def load_run_spec(config: str | None, preset: str | None, overrides: list[str]) -> dict[str, Any]:
-    """Merge preset → run file → overrides into one dict with ``training``, ``model``, ``data`` keys."""
-    from trainforge.config import get_preset, parse_overrides
-    from trainforge.config.io import read_mapping
-    from trainforge.errors import ConfigError
-
-    spec: dict[str, Any] = {}
-    if config:
-        if not Path(config).is_file():
-            raise ConfigError([f"--config: file not found, got {config!r}. Fix: give the path of a YAML or JSON "
-                               "run file (e.g. one written by TrainingConfig.save)."], what="command line")
-        spec = dict(read_mapping(config))
-    _deep_update(spec, parse_overrides(overrides))
-    name = preset or spec.pop("preset", None) or "tiny"
-    spec.pop("preset", None)
-    training = dict(get_preset(name))
-    training.update({k: v for k, v in spec.items() if k not in _SECTIONS})
-    return {"training": training, "model": spec.get("model") or {}, "data": spec.get("data") or {},
-            "task": spec.get("task") or {}, "preset": name, "source": config or "the command line"}
-
-
-def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
 
 
 def _train(config: str | None, preset: str | None, overrides: list[str]) -> int:

@@ -8,37 +8,11 @@ One builder for ``trainforge train``, queue jobs and sweep trials: the model fro
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from trainforge.errors import ConfigError
-
-
-def import_function(target: str, what: str) -> Any:
-    """``"pkg.mod:fn"`` or ``"path/file.py:fn"`` → the function (imported only because a file names it)."""
-    module_name, _, func = target.partition(":")
-    if not func:
-        raise ConfigError([f"{what}: expected 'module:function' or 'file.py:function', got {target!r}."], what="run")
-    if module_name.endswith(".py"):
-        path = Path(module_name)
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or spec.loader is None or not path.is_file():
-            raise ConfigError([f"{what}: file {module_name!r} not found. Fix: give a path to a .py file."], what="run")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError([f"{what}: cannot import {module_name!r} ({exc}). Fix: check the module name and that "
-                               "it is importable (on PYTHONPATH)."], what="run") from exc
-    if not callable(getattr(module, func, None)):
-        raise ConfigError([f"{what}: {module_name!r} has no function {func!r}. Fix: name a function defined there."],
-                          what="run")
-    return getattr(module, func)
+from trainforge.runspec import import_function  # re-exported: jobs and tests import it from here
 
 
 def build_model_from_spec(model_spec: Any) -> tuple[Any, Any]:

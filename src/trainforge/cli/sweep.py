@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+SHOWN = 20  # trials --validate prints
+
 
 def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("sweep", help="run or resume a hyperparameter sweep from a YAML file")
@@ -24,12 +26,19 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     spec = load_sweep(args.sweep_file, parallel=args.parallel, n_trials=args.n_trials, output_dir=args.dir,
                       backend=args.backend)
     if args.validate:
+        import itertools
+
         from trainforge.sweeps.space import trial_params
 
         print(f"{args.sweep_file}: valid; method {spec.method}, {spec.n_trials} trials, parallel {spec.parallel}, "
               f"backend {spec.backend}, metric {spec.metric} ({spec.goal})")
-        for number, params in enumerate(trial_params(spec)):
+        if spec.command is not None:
+            print(f"  each trial runs: {' '.join(spec.command)}")
+        # Trials are made one at a time: the first few are shown, never the whole (possibly huge) list.
+        for number, params in enumerate(itertools.islice(trial_params(spec), SHOWN)):
             print(f"  trial {number}: {params if params is not None else '(chosen by the optuna sampler)'}")
+        if spec.n_trials > SHOWN:
+            print(f"  ... and {spec.n_trials - SHOWN} more")
         return 0
     result = run_sweep(spec)
     print_summary(result)

@@ -18,7 +18,7 @@ from trainforge.config._suggest import closest, quote_list
 from trainforge.config.keys import canonicalize
 from trainforge.config.presets import get_preset
 from trainforge.config.schema import PathLike, TrainingConfig, _defaults
-from trainforge.errors import ConfigError
+from trainforge.errors import ConfigError, bounded_repr
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
@@ -167,10 +167,10 @@ METHOD_KEYS: dict[str, dict[str, str]] = {
 
 def _unknown_keyword(method: str, key: str, value: Any) -> str:
     """The problem line for a keyword ``method`` does not take: who takes it, or the closest name."""
-    head = f"{key}: {method}() does not take this keyword, got {value!r}. Fix: "
+    head = f"{key}: {method}() does not take this keyword, got {bounded_repr(value)}. Fix: "
     owners = [m for m, keys in METHOD_KEYS.items() if key in keys]
     if owners:
-        return head + f"use .{owners[0]}({key}={value!r})."
+        return head + f"use .{owners[0]}({key}={bounded_repr(value)})."
     guess = closest(key, METHOD_KEYS[method])
     if guess:
         return head + f"did you mean {guess!r}?"
@@ -272,7 +272,7 @@ class TrainingConfigBuilder:
             if name in given_as:
                 problems.append(
                     f"{name}: given twice to {method}(), as {given_as[name]!r} and as {key!r}, "
-                    f"got {changes[name]!r} and {value!r}. Fix: give only one."
+                    f"got {bounded_repr(changes[name])} and {bounded_repr(value)}. Fix: give only one."
                 )
                 continue
             given_as[name] = key

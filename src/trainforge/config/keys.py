@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from trainforge.config._suggest import closest
+from trainforge.errors import bounded_repr
 
 # Names other libraries (HF Trainer, Lightning, older trainforge notebooks) use for the same option.
 ALIASES: dict[str, str] = {
@@ -52,12 +53,12 @@ def canonicalize(
             continue
         name = aliases.get(key, key)
         if name not in canonical:
-            problems.append(f"{key}: unknown option, got {value!r}. Fix: {suggestion(key, canonical, aliases)}")
+            problems.append(f"{key}: unknown option, got {bounded_repr(value)}. Fix: {suggestion(key, canonical, aliases)}")
             continue
         if name in given_as:
             first = given_as[name]
             problems.append(
-                f"{name}: given twice, as {first!r} and as {key!r}, got {values[name]!r} and {value!r}. "
+                f"{name}: given twice, as {bounded_repr(first)} and as {bounded_repr(key)}, got {bounded_repr(values[name])} and {bounded_repr(value)}. "
                 "Fix: give only one."
             )
             continue

@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from trainforge.config._yaml import yaml_loads
-from trainforge.errors import ConfigError
+from trainforge.config._yaml import TooManyNodes, yaml_loads
+from trainforge.errors import ConfigError, bounded_repr
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 _FORMS = "expected key=value, --key=value or --key value"
@@ -29,7 +29,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item, key, text in pairs:
         value, error = _parse_value(text)
         if error:
-            problems.append(f"{item!r}: the value is not valid YAML ({error}). Fix: quote it, e.g. key='...'.")
+            problems.append(f"{bounded_repr(item)}: the value is not valid YAML ({error}). Fix: quote it, e.g. key='...'.")
             continue
         problem = _set_nested(out, key, value, item)
         if problem:
@@ -48,7 +48,7 @@ def _split(items: Sequence[str]) -> tuple[list[tuple[str, str, str]], list[str]]
         item = items[i]
         i += 1
         if not isinstance(item, str):
-            problems.append(f"{item!r}: not a string. Fix: pass each override as a string, {_FORMS}.")
+            problems.append(f"{bounded_repr(item)}: not a string. Fix: pass each override as a string, {_FORMS}.")
             continue
         body = item[2:] if item.startswith("--") else item
         if "=" in body:
@@ -58,12 +58,12 @@ def _split(items: Sequence[str]) -> tuple[list[tuple[str, str, str]], list[str]]
             item = f"{item} {text}"
             i += 1
         else:
-            problems.append(f"{item!r}: has no value. Fix: {_FORMS}.")
+            problems.append(f"{bounded_repr(item)}: has no value. Fix: {_FORMS}.")
             continue
         key = key.strip()
         if not _KEY.match(key):
             problems.append(
-                f"{item!r}: {key!r} is not a valid key. Fix: {_FORMS}, with a key such as learning_rate or model.n_layer."
+                f"{bounded_repr(item)}: {bounded_repr(key)} is not a valid key. Fix: {_FORMS}, with a key such as learning_rate or model.n_layer."
             )
             continue
         pairs.append((item, key.replace("-", "_"), text))
@@ -75,8 +75,10 @@ def _parse_value(text: str) -> tuple[Any, str | None]:
 
     try:
         return yaml_loads(text), None
-    except yaml.YAMLError as exc:
-        return None, " ".join(str(exc).split())
+    except (yaml.YAMLError, TooManyNodes) as exc:
+        return None, " ".join(str(exc).split())[:400]
+    except RecursionError:
+        return None, "nested too deeply"
 
 
 def _set_nested(out: dict[str, Any], key: str, value: Any, item: str) -> str | None:
@@ -87,9 +89,9 @@ def _set_nested(out: dict[str, Any], key: str, value: Any, item: str) -> str | N
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             prefix = ".".join(parents[: depth + 1])
-            return f"{item!r}: {prefix!r} was already set to {child!r}, so it cannot have sub-keys. Fix: give {prefix} either a value or sub-keys."
+            return f"{bounded_repr(item)}: {bounded_repr(prefix)} was already set to {bounded_repr(child)}, so it cannot have sub-keys. Fix: give {prefix} either a value or sub-keys."
         node = child
     if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
-        return f"{item!r}: {key!r} already has sub-keys {node[leaf]!r}. Fix: give {key} either a value or sub-keys."
+        return f"{bounded_repr(item)}: {bounded_repr(key)} already has sub-keys {bounded_repr(node[leaf])}. Fix: give {key} either a value or sub-keys."
     node[leaf] = value  # a repeated key: the last one wins, as on any command line
     return None

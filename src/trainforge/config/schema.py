@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
 from trainforge.config.keys import ALIASES, canonicalize
 from trainforge.config.validation import find_problems, normalize
-from trainforge.errors import ConfigError
+from trainforge.errors import ConfigError, bounded_repr
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
@@ -247,7 +247,7 @@ class TrainingConfig:
     @classmethod
     def _from_mapping(cls, data: Any, what: str) -> Self:
         if not isinstance(data, Mapping):
-            problem = f"config: must be a mapping of option names to values, got {data!r}. Fix: pass a dict."
+            problem = f"config: must be a mapping of option names to values, got {bounded_repr(data)}. Fix: pass a dict."
             raise ConfigError([problem], what)
         obj = cls.__new__(cls)
         obj._assign(data, what)

@@ -18,6 +18,7 @@ from typing import Any
 
 from trainforge.config import optimizers as optimizer_names
 from trainforge.config._suggest import closest, quote_list
+from trainforge.errors import bounded_repr
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16-mixed", "fp16-mixed")
@@ -35,7 +36,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
 def problem(name: str, what: str, value: Any, fix: str) -> str:
     """One problem line, in the format every config error uses."""
-    return f"{name}: {what}, got {value!r}. Fix: {fix}"
+    return f"{name}: {what}, got {bounded_repr(value)}. Fix: {fix}"
 
 
 # ---------------------------------------------------------------- types

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trainforge.errors import bounded_repr
+
 if TYPE_CHECKING:
     from trainforge.jobs.queue import Job
     from trainforge.jobs.worker import JobContext
@@ -37,11 +39,17 @@ class ProgressToQueue:
 
 
 def run_train_job(job: Job, ctx: JobContext) -> dict[str, Any]:
-    from trainforge.cli.main import load_run_spec
     from trainforge.jobs.training import summarize, train_spec
+    from trainforge.jobs.worker import JobFailed
+    from trainforge.runspec import load_run_spec
 
     payload = job.payload
-    spec = load_run_spec(payload.get("config"), payload.get("preset"), list(payload.get("overrides") or []))
+    overrides = payload.get("overrides") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides) or not all(
+            isinstance(payload.get(k), (str, type(None))) for k in ("config", "preset")):
+        raise JobFailed(f"malformed train payload: expected {{config: path | null, preset: name | null, overrides: "
+                        f"[key=value, ...]}}, got {bounded_repr(payload)}", retry=False)
+    spec = load_run_spec(payload.get("config"), payload.get("preset"), list(overrides))
     results = train_spec(spec, callbacks=[StopWhenLost(ctx), ProgressToQueue(ctx)])
     return summarize(results)
 
@@ -50,7 +58,11 @@ def run_export_job(job: Job, ctx: JobContext) -> dict[str, Any]:
     from trainforge.cli.main import main
     from trainforge.jobs.worker import JobFailed
 
-    argv = [str(a) for a in job.payload.get("argv") or []]
+    argv = job.payload.get("argv")
+    if not isinstance(argv, list) or not argv:
+        raise JobFailed(f"malformed export payload: expected {{argv: [checkpoint, ...]}}, got "
+                        f"{bounded_repr(job.payload)}", retry=False)
+    argv = [str(a) for a in argv]
     code = main(["export", *argv])
     if code != 0:
         raise JobFailed(f"trainforge export {' '.join(argv)} exited with {code}", retry=False)

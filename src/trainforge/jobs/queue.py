@@ -10,6 +10,10 @@ Completion is accepted only from the worker that holds the job, so a job is fini
 slow worker loses its lease to another.
 
 Statuses: ``queued`` → ``running`` → ``done`` | ``failed`` | ``cancelled`` (and back to ``queued`` for a retry).
+
+A row whose payload cannot be read (not JSON, not a mapping, over the size limit: a hand-edited or corrupted
+database) never stops the queue: listing shows it with the reason, and :meth:`JobQueue.claim` marks it failed with
+that reason and claims the next job, so workers go on.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from trainforge.config.io import loads_json
+from trainforge.errors import ConfigError, bounded_repr
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
@@ -73,6 +80,7 @@ class Job:
     progress: dict[str, Any] | None
     result: dict[str, Any] | None
     error: str | None
+    malformed: str | None = None  # why the row's JSON could not be read (its payload is then {})
 
     @property
     def duration_s(self) -> float | None:
@@ -130,16 +138,35 @@ class JobQueue:
 
     @staticmethod
     def _job(row: sqlite3.Row) -> Job:
-        def load(text: str | None) -> Any:
-            return json.loads(text) if text else None
+        problems: list[str] = []
 
+        def load(column: str) -> Any:
+            text = row[column]
+            if not text:
+                return None
+            try:
+                value = loads_json(text, what=f"job {row['id']} {column}")
+            except ConfigError as exc:
+                problems.append(f"{column}: {exc.problems[0]}")
+                return None
+            if not isinstance(value, dict):
+                problems.append(f"{column}: must be a JSON object, got {bounded_repr(value)}")
+                return None
+            return value
+
+        payload = load("payload")
+        payload_problem = problems[0] if problems else None  # the job cannot run without its payload
+        progress, result = load("progress"), load("result")
+        error = row["error"]
+        if problems and not error:
+            error = f"malformed job: {'; '.join(problems)}"
         return Job(
-            id=row["id"], kind=row["kind"], key=row["key"], payload=load(row["payload"]) or {},
+            id=row["id"], kind=row["kind"], key=row["key"], payload=payload or {},
             priority=row["priority"], status=row["status"], attempts=row["attempts"],
             max_attempts=row["max_attempts"], worker=row["worker"], lease_until=row["lease_until"],
             heartbeat_at=row["heartbeat_at"], created_at=row["created_at"], started_at=row["started_at"],
-            finished_at=row["finished_at"], progress=load(row["progress"]), result=load(row["result"]),
-            error=row["error"],
+            finished_at=row["finished_at"], progress=progress, result=result, error=error,
+            malformed=payload_problem,
         )
 
     # ------------------------------------------------------------------ producers
@@ -182,13 +209,20 @@ class JobQueue:
             kind_args = tuple(kinds)
         with self._write() as db:
             self._fail_exhausted(db, now)
-            row = db.execute(
-                "SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until < ?))"
-                f"{kind_sql} ORDER BY priority DESC, id LIMIT 1",
-                (now, *kind_args),
-            ).fetchone()
-            if row is None:
-                return None
+            while True:
+                row = db.execute(
+                    "SELECT * FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until < ?))"
+                    f"{kind_sql} ORDER BY priority DESC, id LIMIT 1",
+                    (now, *kind_args),
+                ).fetchone()
+                if row is None:
+                    return None
+                bad = self._job(row).malformed
+                if bad is None:
+                    break
+                # Unreadable: running it would fail the same way on every worker. Failed, with the reason.
+                db.execute("UPDATE jobs SET status = 'failed', finished_at = ?, lease_until = NULL, error = ? "
+                           "WHERE id = ?", (now, f"malformed job, skipped: {bad}", row["id"]))
             db.execute(
                 "UPDATE jobs SET status = 'running', worker = ?, attempts = attempts + 1, lease_until = ?, "
                 "heartbeat_at = ?, started_at = ?, finished_at = NULL WHERE id = ?",

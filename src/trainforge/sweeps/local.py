@@ -1,6 +1,7 @@
 """The local backend: ``parallel`` worker processes claim the sweep's trials from its SQLite file.
 
-The command that runs the sweep is a coordinator: it queues the trials, starts the workers
+The command that runs the sweep is a coordinator: it queues the trials (a few ahead of the workers, never all at
+once), starts the workers (worker slot ``i`` sees one GPU, see :mod:`trainforge.sweeps.devices`)
 (``python -m trainforge.jobs <sweep.db> --single-thread``, or the same worker forked from the coordinator: see
 :func:`start_method`), and watches them. A worker that dies (even by SIGKILL) has its trial queued again at once
 and a new worker takes its place; a trial that raises is recorded as failed and the others go on. Running the same command again resumes: finished trials are kept, trials left
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from trainforge.sweeps.devices import visible_gpus, worker_env
 from trainforge.sweeps.spec import SweepSpec
 from trainforge.sweeps.store import SweepStore, TrialRecord, record_of
 from trainforge.sweeps.trial import run_trial, trial_dir
@@ -47,9 +49,14 @@ def run_local(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = p
     logs.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()
     how = start_method()
+    ahead = 2 * spec.parallel  # queued ahead of the workers, so one that finishes finds its next trial at once
+    store.fill(spec, ahead)
+    gpus = visible_gpus()
     if queue.claimable():
-        log(f"[sweep] up to {spec.parallel} worker process(es), started by {how}")
+        on = f", one GPU each of {','.join(gpus)} (CUDA_VISIBLE_DEVICES)" if gpus else ""
+        log(f"[sweep] up to {spec.parallel} worker process(es), started by {how}{on}")
     procs: dict[str, tuple[Worker, IO[bytes]]] = {}
+    slots: dict[str, int] = {}  # worker name -> its slot (and so its GPU); a replacement takes a free slot
     seen: dict[int, str] = {t.number: t.status for t in store.trials()}
     started = 0
     try:
@@ -60,23 +67,27 @@ def run_local(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = p
                     continue
                 out.close()
                 del procs[name]
+                slots.pop(name, None)
                 if code != 0:
                     again = queue.release_worker(name, f"worker {name} died (exit code {code})")
                     if again:
                         log(f"[sweep] worker {name} died (exit code {code}); its trial is queued again")
             _report_changes(store, seen, spec, log)
+            store.fill(spec, ahead)
             counts = queue.counts()
-            if counts["queued"] == 0 and counts["running"] == 0 and not procs:
+            if counts["queued"] == 0 and counts["running"] == 0 and not procs and store.all_queued(spec):
                 break
             want = min(spec.parallel - len(procs), queue.claimable())
             for _ in range(max(want, 0)):
+                slot = min(set(range(spec.parallel)) - set(slots.values()))
                 out = open(logs / f"worker-{started}.log", "ab")  # noqa: SIM115 - closed when the worker exits
                 argv = [str(store.path), "--lease", str(spec.lease_s), "--single-thread"]
-                worker: Worker = ForkedWorker(argv, out) if how == "fork" else subprocess.Popen(
-                    [sys.executable, "-m", "trainforge.jobs", *argv],
-                    stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                env = worker_env(slot, gpus, {**os.environ, "OMP_NUM_THREADS": "1"})
+                worker: Worker = ForkedWorker(argv, out, env) if how == "fork" else subprocess.Popen(
+                    [sys.executable, "-m", "trainforge.jobs", *argv], stdout=out, stderr=subprocess.STDOUT, env=env,
                 )
                 procs[f"{host}:{worker.pid}"] = (worker, out)
+                slots[f"{host}:{worker.pid}"] = slot
                 started += 1
             time.sleep(poll_s)
     except BaseException:
@@ -132,7 +143,7 @@ class ForkedWorker:
     ``poll``/``wait``/``terminate`` behave like ``subprocess.Popen``'s: the exit code, or ``-N`` for a signal.
     """
 
-    def __init__(self, argv: list[str], out: IO[bytes]) -> None:
+    def __init__(self, argv: list[str], out: IO[bytes], env: dict[str, str] | None = None) -> None:
         for stream in (sys.stdout, sys.stderr):  # nothing buffered here may be written twice
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -140,7 +151,7 @@ class ForkedWorker:
         if pid == 0:  # the child: never returns into the coordinator's code
             code = 1
             try:
-                code = _forked_worker_main(argv, out)
+                code = _forked_worker_main(argv, out, env)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except BaseException:  # noqa: BLE001 - reported in the worker's log, then the exit code says it
@@ -183,8 +194,10 @@ class ForkedWorker:
                 os.kill(self.pid, signal.SIGTERM)
 
 
-def _forked_worker_main(argv: list[str], out: IO[bytes]) -> int:
-    """In the forked child: a fresh process's signal handlers and output, then the worker's ``main``."""
+def _forked_worker_main(argv: list[str], out: IO[bytes], env: dict[str, str] | None = None) -> int:
+    """In the forked child: a fresh process's signal handlers, output and environment (its GPU: CUDA is not
+    initialised in the coordinator, so the child's first CUDA call reads ``CUDA_VISIBLE_DEVICES``), then the
+    worker's ``main``."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -193,6 +206,8 @@ def _forked_worker_main(argv: list[str], out: IO[bytes]) -> int:
     stream = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     sys.stdout = sys.stderr = stream
     sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the child's own, for its lifetime
+    if env is not None:
+        os.environ.update(env)
     os.environ["OMP_NUM_THREADS"] = "1"
     from trainforge.jobs.worker import main
 
@@ -235,9 +250,17 @@ def run_trial_job(job: Job, ctx: JobContext) -> dict[str, Any]:
     from trainforge.jobs.worker import JobFailed
 
     payload = job.payload
-    spec = SweepSpec.from_dict(payload["sweep"])
-    number = int(payload["trial"])
-    sweep_dir = Path(payload.get("sweep_dir") or spec.output_dir)
+    try:
+        spec = SweepSpec.from_dict(payload["sweep"])
+        number = int(payload["trial"])
+        sweep_dir = Path(payload.get("sweep_dir") or spec.output_dir)
+        if payload.get("params") is not None and not isinstance(payload["params"], dict):
+            raise TypeError(f"params must be a mapping, got {type(payload['params']).__name__}")
+    except (KeyError, TypeError, ValueError) as exc:  # the same payload would fail the same way again
+        from trainforge.errors import bounded_repr
+
+        raise JobFailed(f"malformed sweep-trial payload ({type(exc).__name__}: {exc}): {bounded_repr(payload)}",
+                        retry=False) from exc
     callbacks: list[Any] = [StopWhenLost(ctx)]
     optuna_state: tuple[Any, Any] | None = None
     if payload.get("params") is None:

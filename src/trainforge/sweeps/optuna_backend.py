@@ -1,4 +1,4 @@
-"""``method: optuna``: TPE sampling and median pruning, with the study in the sweep's own SQLite file.
+"""``method: optuna``: TPE sampling and median (or Hyperband) pruning, with the study in the sweep's own SQLite file.
 
 Workers share the study through Optuna's RDB storage (``sqlite:///<sweep dir>/sweep.db``). Samplers and pruners
 are not stored by Optuna, so each trial builds them again from the sweep: the TPE sampler is seeded with
@@ -37,6 +37,10 @@ def _pruner(spec: SweepSpec) -> Any:
     optuna = _optuna()
     if spec.pruner.get("type") == "none":
         return optuna.pruners.NopPruner()
+    if spec.pruner.get("type") == "hyperband":  # W&B's early_terminate: {type: hyperband}; epochs are the resource
+        return optuna.pruners.HyperbandPruner(min_resource=spec.pruner.get("min_resource", 1),
+                                              max_resource=spec.pruner.get("max_resource", "auto"),
+                                              reduction_factor=int(spec.pruner.get("reduction_factor", 3)))
     return optuna.pruners.MedianPruner(n_startup_trials=int(spec.pruner.get("n_startup_trials", 5)),
                                        n_warmup_steps=int(spec.pruner.get("n_warmup_steps", 0)))
 

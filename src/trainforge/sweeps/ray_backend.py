@@ -33,15 +33,22 @@ def _ray() -> Any:
     return ray
 
 
+GRID_INDEX = "grid_index"
+
+
 def search_space(spec: SweepSpec) -> dict[str, Any]:
-    """The sweep's parameters as a Ray Tune ``param_space``."""
+    """The sweep's parameters as a Ray Tune ``param_space``. A grid is searched over the indices of its first
+    ``n_trials`` points (each trial computes its point from its index), never as the full product of values."""
     from ray import tune
+
+    if spec.method == "grid":
+        return {GRID_INDEX: tune.grid_search(list(range(spec.n_trials)))}
 
     def one(p: Param) -> Any:
         if p.kind == "value":
             return p.value
         if p.kind == "values":
-            return tune.grid_search(p.values) if spec.method == "grid" else tune.choice(p.values)
+            return tune.choice(p.values)
         assert p.low is not None and p.high is not None
         if p.distribution == "int_uniform":
             return tune.randint(int(p.low), int(p.high) + 1)
@@ -72,11 +79,20 @@ def _trainable(config: dict[str, Any], spec_dict: dict[str, Any], sweep_dir: str
 
     torch.set_num_threads(1)
     spec = SweepSpec.from_dict(spec_dict)
-    params = {name: config[name] for name in spec.parameters}
+    params = params_of(spec, config)
     number = int(tune.get_context().get_trial_id().split("_")[-1])
     # Every epoch was reported by _TuneReport; a last report without the sweep's metric would fail Tune's strict
     # metric check (TuneConfig(metric=...)), and _record computes the trial's value from the epoch rows.
     run_trial(spec, number, params, sweep_dir, callbacks=[_TuneReport()])
+
+
+def params_of(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:
+    """A Ray trial's parameters from its Tune config."""
+    if spec.method == "grid":
+        from trainforge.sweeps.space import grid_point
+
+        return grid_point(spec, int(config[GRID_INDEX]))
+    return {name: config.get(name) for name in spec.parameters}
 
 
 def run_ray(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = print) -> None:
@@ -110,8 +126,13 @@ def run_ray(spec: SweepSpec, store: SweepStore, log: Callable[[str], None] = pri
             ray.init(num_cpus=spec.parallel, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": env_vars})
     try:
+        from trainforge.sweeps.devices import ray_trial_resources
+
+        resources = ray_trial_resources(spec.gpus_per_trial, float(ray.cluster_resources().get("GPU", 0)))
+        if resources.get("gpu"):
+            log(f"[sweep] each Ray trial requests {resources['gpu']:g} GPU(s)")
         trainable = tune.with_resources(tune.with_parameters(_trainable, spec_dict=spec.to_dict(),
-                                                             sweep_dir=sweep_dir), {"cpu": 1})
+                                                             sweep_dir=sweep_dir), resources)
         experiment = Path(storage) / spec.name
         if tune.Tuner.can_restore(str(experiment)):
             log(f"[sweep] restoring the Ray Tune experiment in {experiment}")
@@ -155,7 +176,10 @@ def _tune_config(spec: SweepSpec) -> Any:
         from ray.tune.schedulers import ASHAScheduler
 
         epochs = int(spec.base_run["training"].get("epochs", 3))
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(epochs, 1), grace_period=1)
+        asha = spec.asha or {}  # from W&B's early_terminate: {type: hyperband, min_iter, max_iter, eta}
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(int(asha.get("max_t") or epochs), 1),
+                                  grace_period=int(asha.get("grace_period", 1)),
+                                  reduction_factor=float(asha.get("reduction_factor", 4)))
     num_samples = 1 if spec.method == "grid" else spec.n_trials
     return tune.TuneConfig(metric=spec.metric, mode=mode, num_samples=num_samples, search_alg=search_alg,
                            scheduler=scheduler, max_concurrent_trials=spec.parallel)
@@ -176,7 +200,7 @@ def _record(spec: SweepSpec, store: SweepStore, grid: Any) -> int:
         if result.error is None and not (result.metrics or {}).get("done"):
             unfinished += 1
             continue
-        params = {name: result.config.get(name) for name in spec.parameters}
+        params = params_of(spec, result.config)
         frame = result.metrics_dataframe
         rows = [] if frame is None else [
             {k: int(v) if k in ("epoch", "step") else v for k, v in row.items()
@@ -199,7 +223,7 @@ def _record(spec: SweepSpec, store: SweepStore, grid: Any) -> int:
                        result={"params": params, "history": rows, "run_dir": run_dir})
         else:
             epochs = int(spec.base_run["training"].get("epochs", 0) or 0)
-            stopped_early = spec.scheduler == "asha" and 0 < len(rows) < epochs
+            stopped_early = spec.scheduler == "asha" and spec.command is None and 0 < len(rows) < epochs
             queue.complete(job_id, worker, {"params": params, "history": rows, "value": value, "best_epoch": epoch,
                                             "pruned": stopped_early, "run_dir": run_dir})
     return unfinished

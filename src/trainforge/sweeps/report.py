@@ -1,6 +1,7 @@
 """The end of a sweep: the results table (``results.csv`` and printed), the best trial's config
 (``best_config.yaml``, a TrainingConfig file; ``best_run.yaml``, a run file with its model/data for
-``trainforge train --config``), and ``metric_vs_params.png`` (the metric against each searched parameter)."""
+``trainforge train --config``; for a sweep of a user script, ``best_params.yaml``: its parameters and command),
+and ``metric_vs_params.png`` (the metric against each searched parameter)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ def results_table(spec: SweepSpec, trials: list[TrialRecord]) -> Any:
 
     rows = []
     for t in trials:
+        # The sampled parameters keep their own columns (a searched `epochs` is the value the trial asked for);
+        # what the trial did is in columns no parameter can be named (not TrainingConfig fields).
         row: dict[str, Any] = {"trial": t.number, "status": t.status}
         row.update({name: t.params.get(name) for name in spec.parameters if name in spec.searched})
         row[spec.metric] = t.value
         row["best_epoch"] = t.best_epoch
-        row["epochs"] = len(t.history)
+        row["epochs_completed"] = len(t.history)
         row["attempts"] = t.attempts
         row["duration_s"] = round(t.duration_s, 2) if t.duration_s is not None else None
         row["run_dir"] = t.run_dir
@@ -96,7 +99,8 @@ def plot(spec: SweepSpec, trials: list[TrialRecord], path: Path) -> Path | None:
         ax.set_xlabel(name)
         ax.set_ylabel(spec.metric)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    if axes[0][0].get_legend_handles_labels()[0]:  # no finished trial: nothing to label
+        axes[0][0].legend(fontsize=8)
     fig.suptitle(f"sweep {spec.name}: {spec.metric} ({spec.goal})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -111,8 +115,15 @@ def write_report(spec: SweepSpec, trials: list[TrialRecord], directory: Path) ->
     table.to_csv(csv_path, index=False)
     best = best_trial(spec, trials)
     out: dict[str, Any] = {"table": table, "results_csv": csv_path, "best": best, "best_config": None,
-                           "best_run": None, "plot": None}
-    if best is not None:
+                           "best_run": None, "best_params": None, "plot": None}
+    if best is not None and spec.command is not None:  # a user script's parameters are its own arguments
+        from trainforge.config.io import write_mapping
+        from trainforge.sweeps.script import expand_command
+
+        command = expand_command(spec.command, best.params, directory)
+        out["best_params"] = write_mapping({"trial": best.number, spec.metric: best.value, "params": best.params,
+                                            "command": command}, directory / "best_params.yaml")
+    elif best is not None:
         out["best_config"], out["best_run"] = write_best(spec, best, directory)
     out["plot"] = plot(spec, trials, directory / "metric_vs_params.png")
     return out

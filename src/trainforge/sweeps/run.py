@@ -48,6 +48,10 @@ def run_sweep(sweep: str | os.PathLike[str] | SweepSpec, *, parallel: int | None
     verb = "resuming" if resumed else "starting"
     log(f"[sweep] {verb} {spec.name!r}: method {spec.method}, {spec.n_trials} trials ({finished} finished), "
         f"parallel {spec.parallel}, backend {spec.backend}, metric {spec.metric} ({spec.goal}) -> {directory}")
+    if spec.description:
+        log(f"[sweep] {spec.description}")
+    if spec.command is not None:
+        log(f"[sweep] each trial runs: {' '.join(spec.command)}")
     started = time.perf_counter()
     if spec.backend == "ray":
         from trainforge.sweeps.ray_backend import run_ray
@@ -64,7 +68,7 @@ def run_sweep(sweep: str | os.PathLike[str] | SweepSpec, *, parallel: int | None
     trials = store.trials()
     report = write_report(spec, trials, directory)
     result = SweepResult(spec=spec, directory=directory, trials=trials, table=report["table"], best=report["best"],
-                         files={k: report[k] for k in ("results_csv", "best_config", "best_run", "plot")},
+                         files={k: report[k] for k in ("results_csv", "best_config", "best_run", "best_params", "plot")},
                          resumed=resumed, run_s=run_s, report_s=time.perf_counter() - started)
     return result
 

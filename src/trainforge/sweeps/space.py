@@ -1,6 +1,7 @@
-"""Search spaces: grid enumeration, seeded random sampling, and applying a trial's parameters to a run spec.
+"""Search spaces: grid points, seeded random sampling, and applying a trial's parameters to a run spec.
 
-Pure functions. Random trial ``i`` draws from its own ``random.Random`` seeded by ``(seed, i)``, so a trial's
+Pure functions, lazy: trial ``i``'s parameters are computed from ``i`` alone (a grid point by its index, a random
+draw by its seed), so no sweep ever materialises its trials. Random trial ``i`` draws from its own ``random.Random`` seeded by ``(seed, i)``, so a trial's
 parameters do not depend on which worker runs it or on how often the sweep was resumed.
 """
 
@@ -10,16 +11,28 @@ import copy
 import itertools
 import math
 import random
+from collections.abc import Iterator
 from typing import Any
 
 from trainforge.sweeps.spec import Param, SweepSpec
 
 
-def grid(spec: SweepSpec) -> list[dict[str, Any]]:
-    """Every combination of the listed values, in file order (the last parameter varies fastest)."""
+def grid_point(spec: SweepSpec, index: int) -> dict[str, Any]:
+    """Point ``index`` of the grid in file order (the last parameter varies fastest), computed from the index
+    alone (mixed-radix digits), so a grid of 10^12 points costs nothing until a trial asks for its point."""
+    out: dict[str, Any] = {}
+    for name, p in reversed(spec.parameters.items()):
+        choices = p.values if p.kind == "values" else [p.value]
+        index, digit = divmod(index, len(choices))
+        out[name] = choices[digit]
+    return {name: out[name] for name in spec.parameters}
+
+
+def grid(spec: SweepSpec) -> Iterator[dict[str, Any]]:
+    """Every combination of the listed values, in file order (the last parameter varies fastest), lazily."""
     names = list(spec.parameters)
     choices = [p.values if p.kind == "values" else [p.value] for p in spec.parameters.values()]
-    return [dict(zip(names, combo)) for combo in itertools.product(*choices)]
+    return (dict(zip(names, combo)) for combo in itertools.product(*choices))
 
 
 def sample(param: Param, rng: random.Random) -> Any:
@@ -42,14 +55,20 @@ def random_params(spec: SweepSpec, number: int) -> dict[str, Any]:
     return {name: sample(p, rng) for name, p in spec.parameters.items()}
 
 
-def trial_params(spec: SweepSpec) -> list[dict[str, Any] | None]:
-    """The parameters of each of the sweep's ``n_trials`` trials; None where the sampler decides at run time
-    (optuna)."""
+def params_of_trial(spec: SweepSpec, number: int) -> dict[str, Any] | None:
+    """The parameters of the sweep's own trial ``number`` (0 .. n_trials-1); None where the sampler decides at
+    run time (optuna). Constant time and memory for any grid size or ``n_trials``."""
     if spec.method == "grid":
-        return list(grid(spec)[: spec.n_trials])
+        return grid_point(spec, number)
     if spec.method == "random":
-        return [random_params(spec, i) for i in range(spec.n_trials)]
-    return [None] * spec.n_trials
+        return random_params(spec, number)
+    return None
+
+
+def trial_params(spec: SweepSpec, start: int = 0) -> Iterator[dict[str, Any] | None]:
+    """The parameters of each of the sweep's ``n_trials`` trials from ``start`` on, one at a time (a generator:
+    nothing is built before it is asked for)."""
+    return (params_of_trial(spec, number) for number in range(start, spec.n_trials))
 
 
 def apply_params(base_run: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

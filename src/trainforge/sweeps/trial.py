@@ -57,21 +57,33 @@ def best_value(history: Sequence[dict[str, Any]], metric: str, goal: str) -> tup
 def run_trial(spec: SweepSpec, number: int, params: dict[str, Any], sweep_dir: str | Path,
               callbacks: Sequence[Any] = (), on_epoch: Callable[[list[dict[str, Any]]], None] | None = None,
               ) -> dict[str, Any]:
-    """Train trial ``number``; returns ``{value, best_epoch, history, run_dir, pruned, params, stop_reason}``.
-    Raises whatever training raises, and :class:`MetricMissing` when the metric never appeared."""
-    from trainforge.jobs.training import summarize, train_spec
+    """Train trial ``number``; returns ``{value, best_epoch, history, run_dir, pruned, params, stop_reason,
+    epochs_completed}``. With a W&B ``program``/``command`` the user's script is the trial
+    (:mod:`trainforge.sweeps.script`). Raises whatever training raises, and :class:`MetricMissing` when the
+    metric never appeared."""
+    if spec.command is not None:
+        from trainforge.sweeps.script import run_script_trial
 
-    run = trial_run_spec(spec, number, params, sweep_dir)
-    extra = [_EpochHook(on_epoch)] if on_epoch is not None else []
-    results = summarize(train_spec(run, callbacks=[*extra, *callbacks]))
+        run_dir = trial_dir(sweep_dir, number).resolve()
+        results = run_script_trial(spec, number, params, run_dir, callbacks=callbacks, on_epoch=on_epoch)
+        fix = ("print one JSON object per epoch to stdout, e.g. print(json.dumps({'epoch': 1, "
+               f"{spec.metric!r}: value}}), flush=True) (see trainforge.sweeps.script)")
+    else:
+        from trainforge.jobs.training import summarize, train_spec
+
+        run = trial_run_spec(spec, number, params, sweep_dir)
+        run_dir = Path(run["training"]["output_dir"])
+        extra = [_EpochHook(on_epoch)] if on_epoch is not None else []
+        results = summarize(train_spec(run, callbacks=[*extra, *callbacks]))
+        fix = "set metric.name to one of them"
     value, epoch = best_value(results["history"], spec.metric, spec.goal)
     if value is None:
         logged = sorted({k for row in results["history"] for k in row})
         raise MetricMissing(f"metric {spec.metric!r} was never logged by trial {number}; its epochs logged "
-                            f"{logged}. Fix: set metric.name to one of them.")
+                            f"{logged}. Fix: {fix}.")
     reason = results.get("stop_reason") or ""
     return {**results, "value": value, "best_epoch": epoch, "params": params, "pruned": reason.startswith("pruned"),
-            "run_dir": str(run["training"]["output_dir"])}
+            "run_dir": str(run_dir), "epochs_completed": len(results["history"])}
 
 
 class _EpochHook:

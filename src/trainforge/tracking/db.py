@@ -116,8 +116,9 @@ class RunDB:
         db.epochs("exp-1")             # DataFrame: the run's per-epoch metrics
         db.compare(["exp-1", "exp-2"]) # DataFrame: final/best metrics and the config fields that differ
 
-    A run is named by its id (int or digits), its name (the newest run of that name), its run directory, or a
-    unique prefix of its name.
+    A run is named by its id (an int, or ``"#12"``), its name (the newest run of that name), its run directory,
+    or a unique prefix of its name. A name made of digits is a name: when it is also another run's id, the
+    lookup is refused with both runs listed (write ``"#12"`` for the id).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -223,16 +224,25 @@ class RunDB:
 
     # ------------------------------------------------------------------ reading
     def _resolve(self, conn: sqlite3.Connection, key: str | int) -> sqlite3.Row:
+        """The run ``key`` names. An id is an ``int`` or ``"#12"``; a string is a name (the newest run of that
+        name), a run directory or a unique name prefix. A string of digits that is both one run's name and
+        another run's id is refused with both listed: it never silently means the id."""
+        if isinstance(key, int) and not isinstance(key, bool):
+            return self._by_id(conn, key, str(key))
         text = str(key)
-        queries: list[tuple[str, tuple[Any, ...]]] = []
-        if text.isdigit():
-            queries.append(("SELECT * FROM runs WHERE id = ?", (int(text),)))
-        queries.append(("SELECT * FROM runs WHERE name = ? ORDER BY id DESC LIMIT 1", (text,)))
-        queries.append(("SELECT * FROM runs WHERE run_dir = ?", (str(Path(text).resolve()),)))
-        for sql, args in queries:
-            row = conn.execute(sql, args).fetchone()
-            if row is not None:
-                return row
+        if text.startswith("#") and text[1:].isdigit():
+            return self._by_id(conn, int(text[1:]), text)
+        by_name = conn.execute("SELECT * FROM runs WHERE name = ? ORDER BY id DESC LIMIT 1", (text,)).fetchone()
+        by_id = conn.execute("SELECT * FROM runs WHERE id = ?", (int(text),)).fetchone() if text.isdigit() else None
+        if by_name is not None and by_id is not None and by_name["id"] != by_id["id"]:
+            raise KeyError(
+                f"run {text!r} is ambiguous in {self.path}: it is the name of run #{by_name['id']} "
+                f"({by_name['run_dir']}) and the id of run #{by_id['id']} named {by_id['name']!r}. Fix: write "
+                f"'#{by_id['id']}' for the id, or the run directory {by_name['run_dir']!r} for the named run.")
+        row = by_name or conn.execute("SELECT * FROM runs WHERE run_dir = ?",
+                                      (str(Path(text).resolve()),)).fetchone() or by_id
+        if row is not None:
+            return row
         found = conn.execute("SELECT * FROM runs WHERE name LIKE ? ESCAPE '\\' ORDER BY id DESC",
                              (text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",)).fetchall()
         names = sorted({r["name"] for r in found})
@@ -240,8 +250,14 @@ class RunDB:
             return found[0]
         if len(names) > 1:
             raise KeyError(f"run {text!r} is ambiguous in {self.path}: it starts {', '.join(names[:8])}")
-        raise KeyError(f"no run {text!r} in {self.path} (give an id, a name or a run directory; "
+        raise KeyError(f"no run {text!r} in {self.path} (give a name, a run directory or an id as '#12'; "
                        "`trainforge runs list` shows them)")
+
+    def _by_id(self, conn: sqlite3.Connection, run_id: int, text: str) -> sqlite3.Row:
+        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run with id {text} in {self.path} (`trainforge runs list` shows the ids)")
+        return row
 
     def run(self, key: str | int) -> dict[str, Any]:
         """Every column of one run, JSON columns decoded, plus ``epochs`` (a list of epoch rows)."""
