@@ -79,7 +79,13 @@ def run_isolated(fn: Callable[..., None], *args: Any, what: str, target: str | o
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(sender, fn, args), daemon=True, name=f"trainforge-{what}")
-    proc.start()
+    try:
+        proc.start()
+    except OSError:  # no memory or processes left to fork (e.g. strict overcommit with a huge parent): write here
+        receiver.close()
+        sender.close()
+        fn(*args)
+        return
     sender.close()  # the child holds the only write end: EOF here once it exits, however it exits
     message: str | None = None
     finished = False
