@@ -158,7 +158,7 @@ def test_fields_without_a_lightning_meaning_are_refused_by_name_before_fitting(l
     message = str(info.value)
     assert message.startswith("TrainingCoordinator has 9 problems:")
     assert "resume_from_checkpoint='auto': not applied by TrainingCoordinator: the Lightning path does not " \
-           "resume trainforge checkpoints" in message
+           "resume a run" in message
     assert "nan_guard=False: not applied by TrainingCoordinator: Lightning has no step guard" in message
     for field, value in (("nan_max_consecutive", "5"), ("nan_lr_factor", "None"), ("nan_max_rollbacks", "4")):
         assert f"{field}={value}: not applied by TrainingCoordinator: it configures trainforge's NaN guard" in message

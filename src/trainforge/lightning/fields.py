@@ -36,8 +36,10 @@ HONOURED = frozenset({
 DATA_FIELDS = ("validation_split", "max_train_samples", "max_val_samples", "eval_batch_size")
 
 _WHY: dict[str, str] = {
-    "resume_from_checkpoint": "the Lightning path does not resume trainforge checkpoints (they hold the Trainer's "
-                              "loop state). Fix: resume with trainforge.Trainer(...).train(..., resume_from=...)",
+    "resume_from_checkpoint": "the Lightning path does not resume a run (neither trainforge's .pt checkpoints nor "
+                              "its own .ckpt files: the epoch history, best metric and rotation would restart). "
+                              "Fix: train with trainforge.Trainer and resume with train(..., resume_from=...), or "
+                              "leave it unset here",
     "nan_guard": "Lightning has no step guard that skips non-finite steps and rolls back. " + _USE_TRAINER,
     "nan_max_consecutive": "it configures trainforge's NaN guard, which Lightning does not have. " + _USE_TRAINER,
     "nan_lr_factor": "it configures trainforge's NaN guard, which Lightning does not have. " + _USE_TRAINER,
