@@ -44,6 +44,7 @@ from trainforge.atomic import atomic_write_text
 from trainforge.config import TrainingConfig
 from trainforge.tasks import TaskSpec
 
+from .isolate import IsolatedWriteError
 from .parity import DEFAULT_TOLERANCE, ParityResult, compare, run_fresh
 from .wrapper import Samples, export_samples, make_wrapper
 
@@ -117,7 +118,8 @@ def _versions() -> dict[str, Any]:
 
 
 def _short(exc: BaseException, limit: int = 600) -> str:
-    text = _ANSI.sub("", f"{type(exc).__name__}: {exc}").strip()
+    named = isinstance(exc, IsolatedWriteError)  # its message already names the child's error type
+    text = _ANSI.sub("", str(exc) if named else f"{type(exc).__name__}: {exc}").strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     # torch.onnx wraps the real cause after a long preamble; keep the head and the exception summary.
     summary = next((i for i, ln in enumerate(lines) if "Exception summary" in ln), None)
@@ -419,7 +421,9 @@ def _readme(manifest: Mapping[str, Any]) -> str:
         "```",
         "",
         f"`inference.py` needs only numpy plus onnxruntime (for `model.onnx`) or torch (for `model.torchscript.pt`); "
-        f"it {what}. `--format onnx|torchscript` picks the backend, `--json` prints machine-readable output.",
+        f"it {what}. `--format onnx|torchscript` picks the backend, `--json` prints machine-readable output. "
+        "It checks the model file's sha256 against `manifest.json` before loading it and refuses a changed file "
+        "(`--skip-verify` loads it anyway).",
         "",
         "In Python:",
         "",

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter
 
+from .isolate import run_isolated
 from .wrapper import make_wrapper
 
 __all__ = ["export_torchscript", "script_model", "trace_model"]
@@ -154,5 +155,7 @@ def export_torchscript(
         raise ValueError(f"unknown TorchScript method {method!r}; use 'script' or 'trace'")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(module, str(path))
+    # PyTorch's C++ zip writer aborts the process (SIGABRT from a destructor) when a write fails, e.g. on a full
+    # disk: it writes in a forked child, so a failure is an exception here and the trainer lives on.
+    run_isolated(torch.jit.save, module, str(path), what="the TorchScript writer", target=path)
     return {"method": method}

@@ -31,9 +31,15 @@ from trainforge.trainer.optim import build_optimizer, build_scheduler
 class TaskLightningModule(L.LightningModule):
     """Wraps ``model`` for ``task_spec``; collects one history row per epoch (the ``Trainer``'s columns)."""
 
-    def __init__(self, model: nn.Module, task_spec: TaskSpec, training_config: TrainingConfig) -> None:
+    forward_model: nn.Module
+
+    def __init__(self, model: nn.Module, task_spec: TaskSpec, training_config: TrainingConfig,
+                 forward_model: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
+        # What runs forward (e.g. ``torch.compile(model)``), kept out of the registered submodules so that
+        # checkpoints and state dicts hold the plain model's keys once.
+        self.__dict__["forward_model"] = forward_model if forward_model is not None else model
         self.task = task_spec
         self.cfg = training_config
         self.adapter = ModelAdapter(model, task_spec)
@@ -50,7 +56,7 @@ class TaskLightningModule(L.LightningModule):
         self._started = 0.0
 
     def forward(self, batch: Mapping[str, Tensor]) -> Any:
-        return self.adapter.forward(self.model, batch, None).logits
+        return self.adapter.forward(self.forward_model, batch, None).logits
 
     def _probe(self, batch: Mapping[str, Tensor]) -> None:
         """The Trainer's checks before the first step: the batch against the task, then the forward's mode."""
@@ -70,7 +76,7 @@ class TaskLightningModule(L.LightningModule):
         self._probe(batch)
         labels = self.task.targets(batch)
         count = self.task.count_targets(labels)
-        out = self.adapter.forward(self.model, batch, labels)
+        out = self.adapter.forward(self.forward_model, batch, labels)
         loss_sum = self.adapter.loss_sum(out, labels, count)
         self._loss_sum += loss_sum.detach().double()
         self._targets += count
@@ -119,7 +125,7 @@ class TaskLightningModule(L.LightningModule):
         self._probe(batch)
         assert self._val is not None
         labels = self.task.targets(batch)
-        out = self.adapter.forward(self.model, batch, labels)
+        out = self.adapter.forward(self.forward_model, batch, labels)
         if out.logits is None:  # a loss-only model: its loss weighted by the target count
             count = self.task.count_targets(labels)
             assert out.loss is not None

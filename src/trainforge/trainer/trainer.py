@@ -363,19 +363,10 @@ class Trainer:
 
     def _export(self, model: nn.Module, run_name: str, tokenizer: Any) -> dict[str, Any]:
         """The export bundle, after training. Any failure is reported, never raised: the model is trained."""
-        cfg = self.training_config
-        out_dir = Path(cfg.export_dir) / run_name
-        try:
-            from trainforge.export import export_bundle
+        from trainforge.export.after_training import export_after_training
 
-            manifest = export_bundle(model, self.task_spec, out_dir, cfg.export_formats, model_config=self.model_config,
-                                     training_config=cfg, tokenizer=tokenizer, run_name=run_name)
-        except Exception as exc:  # the trained weights are in results and checkpoints whatever happens here
-            warnings.warn(f"Export to {str(out_dir)!r} failed: {type(exc).__name__}: {exc}. The trained model is "
-                          "kept (results['final_model_state'], checkpoints); retry with `trainforge export`.",
-                          stacklevel=3)
-            return {"export_dir": None, "export_error": f"{type(exc).__name__}: {exc}"}
-        return {"export_dir": str(out_dir), "export_manifest": manifest}
+        return export_after_training(model, self.task_spec, self.training_config, run_name,
+                                     model_config=self.model_config, tokenizer=tokenizer)
 
     # ------------------------------------------------------------ building
     def _loaders(

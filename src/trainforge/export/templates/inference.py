@@ -10,12 +10,14 @@ Examples::
     python inference.py --npy batch.npy --json       # any task: a batch from a .npy file, JSON output
 
 ``--format onnx|torchscript`` picks the backend (default: the first one that passed its parity check and whose
-runtime is installed). The bundle's ``manifest.json`` and ``task_spec.json`` describe the model.
+runtime is installed). The bundle's ``manifest.json`` and ``task_spec.json`` describe the model. The model file's
+sha256 is checked against ``manifest.json`` before it is loaded; ``--skip-verify`` loads it anyway.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -64,7 +66,32 @@ def torchscript_runner(path: Path) -> Runner:
     return run
 
 
-def pick_runner(bundle: Path, manifest: dict[str, Any], fmt: str | None) -> tuple[str, Runner]:
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(bundle: Path, manifest: dict[str, Any], filename: str) -> None:
+    """Refuse a model file (and its ONNX external data) whose sha256 differs from manifest.json's."""
+    files = manifest.get("files", {})
+    for name in (filename, filename + ".data"):
+        entry = files.get(name)
+        if entry is None:
+            if name == filename:
+                raise SystemExit(f"refusing to load {name}: manifest.json records no sha256 for it, so it cannot be "
+                                 "checked. Re-export the bundle, or pass --skip-verify to load it anyway.")
+            continue
+        actual = sha256(bundle / name)
+        if actual != entry.get("sha256"):
+            raise SystemExit(f"refusing to load {name}: its sha256 is {actual} but manifest.json records "
+                             f"{entry.get('sha256')} (the file changed after export: corrupted or replaced). "
+                             "Re-export the bundle, or pass --skip-verify to load it anyway.")
+
+
+def pick_runner(bundle: Path, manifest: dict[str, Any], fmt: str | None, check: bool = True) -> tuple[str, Runner]:
     formats = manifest.get("formats", {})
     if fmt is not None:
         status = formats.get(fmt, {}).get("status", "missing from the manifest")
@@ -79,6 +106,8 @@ def pick_runner(bundle: Path, manifest: dict[str, Any], fmt: str | None) -> tupl
         if not path.is_file():
             errors.append(f"{name}: {path.name} not found")
             continue
+        if check:
+            verify(bundle, manifest, path.name)
         try:
             return name, (onnx_runner(path) if name == "onnx" else torchscript_runner(path))
         except ImportError as exc:
@@ -246,13 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=8, help="greedy steps for generative models")
     parser.add_argument("--json", action="store_true", help="print one JSON object (with the raw logits)")
     parser.add_argument("--bundle", default=str(HERE), help="bundle directory (default: this script's folder)")
+    parser.add_argument("--skip-verify", action="store_true",
+                        help="load the model file even if its sha256 differs from manifest.json's")
     args = parser.parse_args(argv)
 
     bundle = Path(args.bundle)
     manifest = load_json(bundle / "manifest.json")
     spec = load_json(bundle / "task_spec.json") or manifest.get("task", {})
     task_type = spec.get("task_type")
-    fmt, run = pick_runner(bundle, manifest, args.format)
+    fmt, run = pick_runner(bundle, manifest, args.format, check=not args.skip_verify)
     run = with_mask(run, manifest, spec)
     codec = Codec(bundle, spec, manifest)
     x = read_inputs(args, codec, spec)
