@@ -182,3 +182,16 @@ def test_a_script_that_fails_or_never_reports_the_metric_fails_its_trial_with_th
         (trial,) = result.trials
         assert trial.status == "failed" and expected in (trial.error or ""), trial.error
     assert sys.executable  # the scripts ran under this interpreter (${interpreter})
+
+
+def test_early_terminate_on_ray_is_asha_with_the_files_settings():
+    pytest.importorskip("ray.tune")
+    from trainforge.sweeps.ray_backend import _tune_config
+
+    spec = parse_sweep(sweep_dict(backend="ray", method="random", n_trials=4,
+                                  early_terminate={"type": "hyperband", "min_iter": 2, "max_iter": 8, "eta": 3}))
+    scheduler = _tune_config(spec).scheduler
+    assert type(scheduler).__name__ == "AsyncHyperBandScheduler"  # what ASHAScheduler is
+    assert scheduler._max_t == 8 and scheduler._reduction_factor == 3.0
+    assert problems_of(early_terminate={"type": "hyperband", "min_iter": 5, "max_iter": 2}) == [
+        "early_terminate: min_iter (5) is above max_iter (2). Fix: min_iter <= max_iter (both in epochs)."]

@@ -175,11 +175,12 @@ def _tune_config(spec: SweepSpec) -> Any:
     if spec.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        epochs = int(spec.base_run["training"].get("epochs", 3))
+        # A built-in trial runs `epochs` epochs; a user script decides for itself (Ray's default horizon, 100).
+        epochs = int(spec.base_run["training"].get("epochs", 3)) if spec.command is None else 100
         asha = spec.asha or {}  # from W&B's early_terminate: {type: hyperband, min_iter, max_iter, eta}
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(int(asha.get("max_t") or epochs), 1),
-                                  grace_period=int(asha.get("grace_period", 1)),
-                                  reduction_factor=float(asha.get("reduction_factor", 4)))
+        grace = int(asha.get("grace_period", 1))
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(int(asha.get("max_t") or epochs), grace),
+                                  grace_period=grace, reduction_factor=float(asha.get("reduction_factor", 4)))
     num_samples = 1 if spec.method == "grid" else spec.n_trials
     return tune.TuneConfig(metric=spec.metric, mode=mode, num_samples=num_samples, search_alg=search_alg,
                            scheduler=scheduler, max_concurrent_trials=spec.parallel)

@@ -70,7 +70,8 @@ def expand_command(words: Sequence[str], params: dict[str, Any], trial_dir: Path
 
 
 def metrics_row(line: str) -> dict[str, Any] | None:
-    """The metrics of one output line: a JSON object with at least one finite number, else None."""
+    """The metrics of one output line: the numbers of a JSON object holding at least one finite number, else
+    None."""
     text = line.strip()
     if not text.startswith("{"):
         return None
@@ -80,9 +81,8 @@ def metrics_row(line: str) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict):
         return None
-    row = {str(k): v for k, v in data.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
-    numbers = [v for v in row.values() if isinstance(v, (int, float)) and math.isfinite(v)]
-    return row if numbers else None
+    row = {str(k): v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return row if any(math.isfinite(v) for v in row.values()) else None
 
 
 def report_metrics(results: dict[str, Any], file: Any = None) -> None:

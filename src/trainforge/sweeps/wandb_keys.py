@@ -125,6 +125,8 @@ def _command(program: Any, command: Any, base_dir: Path, out: WandbKeys, problem
                             "directory). Fix: give the path of the training script, relative to the sweep file.")
             return
         words = [str(found.resolve()) if w == "${program}" else w for w in words]
+        if found.suffix != ".py":  # as the W&B agent does: ${interpreter} is Python's, for Python programs only
+            words = [w for w in words if w != "${interpreter}"]
     elif shutil.which(words[0]) is None and not Path(base_dir / words[0]).is_file() and not _MACRO.fullmatch(words[0]):
         problems.append(f"command: {words[0]!r} is not a program found on PATH or next to the sweep file. Fix: give "
                         "the script as program: and ${program} in the command.")
@@ -163,6 +165,10 @@ def _early_terminate(spec: Any, pruner: Any, method: str, backend: str, out: Wan
     min_iter = _positive_int(spec, "min_iter", problems, 1) or 1
     max_iter = _positive_int(spec, "max_iter", problems, None)
     eta = _positive_int(spec, "eta", problems, 3) or 3
+    if max_iter is not None and min_iter > max_iter:
+        problems.append(f"early_terminate: min_iter ({min_iter}) is above max_iter ({max_iter}). Fix: min_iter <= "
+                        "max_iter (both in epochs).")
+        return
     if eta < 2:
         problems.append(f"early_terminate.eta: must be at least 2, got {eta}.")
         eta = 3
