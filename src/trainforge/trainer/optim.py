@@ -40,12 +40,9 @@ OptimizerArg: TypeAlias = "torch.optim.Optimizer | Callable[[list[nn.Parameter]]
 SchedulerFactory: TypeAlias = "Callable[[torch.optim.Optimizer], Any] | None"
 
 
-def build_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device,
-                    custom: OptimizerArg = None) -> torch.optim.Optimizer:
-    """The optimizer: the user's (an instance, or a factory called with the trainable parameters), else
-    ``cfg.optimizer`` by name with decay/no-decay groups, ``learning_rate`` and ``optimizer_kwargs``."""
-    if custom is not None:
-        return _custom_optimizer(model, custom)
+def build_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` by name, with decay/no-decay groups, ``learning_rate`` and ``optimizer_kwargs`` (the user's
+    own optimizer goes through :func:`custom_optimizer` instead)."""
     from trainforge.config.optimizers import keywords, optimizer_class
 
     name = cfg.optimizer
@@ -71,7 +68,9 @@ def build_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device,
     return optimizer
 
 
-def _custom_optimizer(model: nn.Module, custom: Any) -> torch.optim.Optimizer:
+def custom_optimizer(model: nn.Module, custom: Any) -> torch.optim.Optimizer:
+    """The user's optimizer: ``custom`` itself (an instance) or ``custom(trainable parameters)`` (a factory), checked
+    to hold the model's parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if isinstance(custom, torch.optim.Optimizer):
         optimizer = custom

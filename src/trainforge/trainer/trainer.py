@@ -49,7 +49,13 @@ from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
 from trainforge.trainer.events import Callback, Event, fire
 from trainforge.trainer.loop import Loader, Parts, _to_device, fit
-from trainforge.trainer.optim import OptimizerArg, SchedulerFactory, build_optimizer, build_scheduler
+from trainforge.trainer.optim import (
+    OptimizerArg,
+    SchedulerFactory,
+    build_optimizer,
+    build_scheduler,
+    custom_optimizer,
+)
 from trainforge.trainer.precision import autocast_factory, make_scaler, resolve_device, resolve_precision
 from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.results import build_results
@@ -154,7 +160,8 @@ class Trainer:
             skeleton = fsdp.plain_skeleton(model)  # on the meta device: checkpoint checks and the export's module
             fsdp.shard(model, precision, device)
         adapter = ModelAdapter(model, task)
-        optimizer = build_optimizer(model, cfg, device, self.optimizer)
+        optimizer = (build_optimizer(model, cfg, device) if self.optimizer is None
+                     else custom_optimizer(model, self.optimizer))
         steps_per_epoch = _steps_per_epoch(train_loader, cfg.gradient_accumulation_steps)
         total_steps = _total_steps(cfg, steps_per_epoch)
         scheduler = build_scheduler(optimizer, cfg, total_steps, self.scheduler)
