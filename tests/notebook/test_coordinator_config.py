@@ -5,6 +5,7 @@ its output here) and refuses the rest by name, before fitting; its checkpoints a
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,15 @@ def offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _wandb_records(run_dir: Path) -> dict[str, list[Any]]:
+def _wandb_records(run_dir: Path, timeout_s: float = 60.0) -> dict[str, list[Any]]:
     from tests.wandb_records import read_wandb_records
 
-    (log,) = run_dir.glob("run-*.wandb")
+    # finish() returns once wandb's service has the exit record; on a busy machine its log file may appear a
+    # moment later (the service writes through a buffer), so wait for it (a bound only to catch a hang).
+    deadline = time.monotonic() + timeout_s
+    while not (logs := list(run_dir.glob("run-*.wandb"))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (log,) = logs
     by_type: dict[str, list[Any]] = {}
     for rec in read_wandb_records(log):
         by_type.setdefault(rec.WhichOneof("record_type"), []).append(rec)

@@ -26,6 +26,7 @@ How the ``TrainingConfig`` maps (:mod:`trainforge.lightning.fields` lists what i
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,8 @@ class TrainingCoordinator:
         device = resolve_device(cfg.device)
         forward_model = _wrap(model, cfg, DistEnv(), device) if cfg.compile_mode is not None else None
         module = TaskLightningModule(model, task, cfg, forward_model=forward_model)
-        run_name = cfg.run_name or f"lightning-{time.strftime('%Y%m%d-%H%M%S')}"
+        # unique like the Trainer's names: two runs started in one second must not share a run directory
+        run_name = cfg.run_name or f"lightning-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / run_name
         loggers = lightning_loggers(cfg, run_name, run_dir)
         if self.logger not in (None, False, True):
@@ -140,21 +142,8 @@ class TrainingCoordinator:
         records, tracker = self._records(cfg, task, model_config, run_name, run_dir)
         run_files = RunFiles(cfg, records)
         precision = resolve_precision(cfg.precision, cfg.use_amp, device)
-        kwargs: dict[str, Any] = {
-            "max_epochs": cfg.epochs, "max_steps": cfg.max_steps if cfg.max_steps is not None else -1,
-            "accumulate_grad_batches": cfg.gradient_accumulation_steps,
-            "gradient_clip_val": cfg.max_grad_norm or None, "precision": _LIGHTNING_PRECISION.get(precision, "32-true"),
-            "accelerator": self.accelerator or ("cpu" if device.type == "cpu" else "auto"),
-            "devices": devices, "callbacks": [*self.callbacks, run_files],
-            "logger": loggers or (self.logger if self.logger is True else False),
-            "enable_checkpointing": True,  # RunFiles is the checkpoint callback (1-based names, this run's files)
-            "enable_progress_bar": cfg.progress_bar, "enable_model_summary": False, "num_sanity_val_steps": 0,
-            "default_root_dir": str(run_dir), "log_every_n_steps": cfg.log_every_n_steps,
-            "deterministic": cfg.deterministic or None,
-        }
-        if strategy is not None:
-            kwargs["strategy"] = strategy
-        kwargs.update(self.trainer_kwargs)
+        kwargs = self._trainer_kwargs(cfg, device, precision, devices, strategy, [*self.callbacks, run_files],
+                                      loggers or (self.logger if self.logger is True else False), run_dir)
         trainer = L.Trainer(**{k: v for k, v in kwargs.items() if v is not None})
         self.trainer, self.module = trainer, module
         started = time.perf_counter()
@@ -202,6 +191,25 @@ class TrainingCoordinator:
             finish_run(tracker, results, status="finished", plots=cfg.plots)
         self.results = results
         return results
+
+    def _trainer_kwargs(self, cfg: TrainingConfig, device: Any, precision: str, devices: Any, strategy: Any,
+                        callbacks: list[Any], logger: Any, run_dir: Path) -> dict[str, Any]:
+        """``lightning.Trainer`` arguments from the config; the Coordinator's own ``trainer_kwargs`` win."""
+        kwargs: dict[str, Any] = {
+            "max_epochs": cfg.epochs, "max_steps": cfg.max_steps if cfg.max_steps is not None else -1,
+            "accumulate_grad_batches": cfg.gradient_accumulation_steps,
+            "gradient_clip_val": cfg.max_grad_norm or None, "precision": _LIGHTNING_PRECISION.get(precision, "32-true"),
+            "accelerator": self.accelerator or ("cpu" if device.type == "cpu" else "auto"),
+            "devices": devices, "callbacks": callbacks, "logger": logger,
+            "enable_checkpointing": True,  # RunFiles is the checkpoint callback (1-based names, this run's files)
+            "enable_progress_bar": cfg.progress_bar, "enable_model_summary": False, "num_sanity_val_steps": 0,
+            "default_root_dir": str(run_dir), "log_every_n_steps": cfg.log_every_n_steps,
+            "deterministic": cfg.deterministic or None,
+        }
+        if strategy is not None:
+            kwargs["strategy"] = strategy
+        kwargs.update(self.trainer_kwargs)
+        return kwargs
 
     def _records(self, cfg: TrainingConfig, task: TaskSpec, model_config: Any, run_name: str,
                  run_dir: Path) -> tuple[list[Any], Any]:
