@@ -2,7 +2,7 @@
 
 Run (from the repository root)::
 
-    python benchmarks/bench_corpus.py                          # full run, ~15 minutes on 2 busy cores; writes
+    python benchmarks/bench_corpus.py                          # full run, ~15-25 minutes on 2 busy cores; writes
                                                                # benchmarks/results/corpus.md and corpus.json
     python benchmarks/bench_corpus.py --quick --out-dir /tmp/c # small sizes, 1 repeat (checks the script)
 
@@ -14,10 +14,11 @@ needed. Everything runs on this machine, nothing is downloaded. Cases, side by s
   ``ByteTokenizer.encode`` over the same 1 MiB chunks; BPE (a 4096-token byte-level BPE trained once on the text,
   reused as a saved tokenizer folder so that only encoding is timed) against the tokenizer's own
   ``Tokenizer.encode_batch`` (Rust, its own thread pool on both cores) over the same text in memory, cut into the
-  same 1 MiB chunks. Pairs alternate, medians reported. Goal: BPE prepare >= 0.8x encode_batch. Also the whole
-  BPE ``prepare`` with the tokenizer trained (the vocabulary pass), once.
-* (b) peak memory of ``trainforge prepare`` on a 200 MB text file (byte and BPE, ``--workers 2``), a separate
-  process polled every 20 ms from /proc with its workers: the peak of the summed PSS (proportional set size: pages
+  same 1 MiB chunks (5 MB of text). Pairs alternate, medians reported. Goal: BPE prepare >= 0.8x encode_batch.
+  Also the whole BPE ``prepare`` with the tokenizer trained (the vocabulary pass), once.
+* (b) peak memory of ``trainforge prepare`` on a 200 MB text file (byte; BPE on 20 MB: it encodes at about 1 MB/s
+  per core here), ``--workers 2``, a separate process polled every 20 ms from /proc with its workers: the peak
+  of the summed PSS (proportional set size: pages
   the forked workers share with the parent are counted once, so this is the memory the command really holds) and
   the peak RSS of the largest process. Goal: <= 400 MB.
 * (c) peak RSS (``wait4``'s ``ru_maxrss``) of ``trainforge train --config run.yaml`` (the ``tiny`` preset, 20
@@ -68,18 +69,19 @@ GOALS = {"bpe_ratio": 0.8, "prepare_peak_mb": 400.0, "train_rss_ratio": 1.2, "to
 class Plan:
     big_mb: float  # (a) byte, (b): the text file
     bpe_mb: float  # (a) BPE text
+    bpe_memory_mb: float  # (b) BPE text (BPE at ~1 MB/s per core on this shared machine: 200 MB would take an hour)
     token_file_mb: float  # (c), (d): the size of the large train.bin
     small_token_file_mb: float
     train_steps: int  # (c)
     repeats: int  # pairs in (a) and (d)
-    speed_steps: int  # (d) timed steps
+    speed_steps: int  # (d) timed steps (bench); bench_tiny takes 10x as many
     warmup: int
 
 
-FULL = Plan(big_mb=200, bpe_mb=20, token_file_mb=200, small_token_file_mb=2, train_steps=20, repeats=5,
-            speed_steps=20, warmup=3)
-QUICK = Plan(big_mb=4, bpe_mb=1, token_file_mb=4, small_token_file_mb=0.5, train_steps=3, repeats=1,
-             speed_steps=3, warmup=1)
+FULL = Plan(big_mb=200, bpe_mb=5, bpe_memory_mb=20, token_file_mb=200, small_token_file_mb=2, train_steps=20,
+            repeats=3, speed_steps=20, warmup=3)
+QUICK = Plan(big_mb=4, bpe_mb=1, bpe_memory_mb=1, token_file_mb=4, small_token_file_mb=0.5, train_steps=3,
+             repeats=1, speed_steps=3, warmup=1)
 
 
 # ------------------------------------------------------------------------------------------------------ text
@@ -194,10 +196,11 @@ def peak_memory(cmd: list[str]) -> dict[str, float]:
     return {"tree_pss_mb": peak_pss / 1024, "largest_rss_mb": peak_rss / 1024}
 
 
-def prepare_memory(work: Path, text: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"mb": text.stat().st_size / 1e6, "load": load_avg()}
-    for kind in ("byte", "bpe"):
-        out[kind] = peak_memory([sys.executable, "-m", "trainforge", "prepare", str(text), "--out",
+def prepare_memory(work: Path, text: Path, bpe_text: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"mb": text.stat().st_size / 1e6, "bpe_mb": bpe_text.stat().st_size / 1e6,
+                           "load": load_avg()}
+    for kind, path in (("byte", text), ("bpe", bpe_text)):
+        out[kind] = peak_memory([sys.executable, "-m", "trainforge", "prepare", str(path), "--out",
                                  str(work / f"b_{kind}"), "--tokenizer", kind, "--workers", "2"])
     return out
 
@@ -242,7 +245,8 @@ def train_speed(directory: Path, preset: str, batch: int, seq: int, goal: bool, 
     tensor = torch.from_numpy(tokens.astype(np.int64)).view(len(tf), seq)  # the same windows, in memory
     del tokens
     vocab = tf.vocab_size
-    steps = plan.warmup + plan.speed_steps
+    timed_steps = plan.speed_steps * (1 if goal else 10)
+    steps = plan.warmup + timed_steps
 
     def run(data: Any) -> float:
         torch.manual_seed(0)
@@ -254,7 +258,7 @@ def train_speed(directory: Path, preset: str, batch: int, seq: int, goal: bool, 
         with contextlib.redirect_stdout(io.StringIO()):
             Trainer(model, model.config, cfg, task, callbacks=[clock]).train(data)
         window = clock.stamps[-1] - clock.stamps[plan.warmup - 1]
-        return plan.speed_steps * batch * (seq - 1) / window
+        return timed_steps * batch * (seq - 1) / window
 
     pairs = []
     load = load_avg()
@@ -262,7 +266,7 @@ def train_speed(directory: Path, preset: str, batch: int, seq: int, goal: bool, 
         names = ("TokenFile", "tensor") if i % 2 == 0 else ("tensor", "TokenFile")
         got = {name: run(tf if name == "TokenFile" else tensor) for name in names}
         pairs.append({**got, "ratio": got["TokenFile"] / got["tensor"]})
-    return {"preset": preset, "batch": batch, "seq": seq, "goal": goal, "load": load, "pairs": pairs,
+    return {"preset": preset, "batch": batch, "seq": seq, "steps": timed_steps, "goal": goal, "load": load, "pairs": pairs,
             "token_file": statistics.median(p["TokenFile"] for p in pairs),
             "tensor": statistics.median(p["tensor"] for p in pairs),
             "ratio": statistics.median(p["ratio"] for p in pairs)}
@@ -291,9 +295,11 @@ def report(r: dict[str, Any], quick: bool) -> str:
         f"The whole BPE prepare with the tokenizer trained first: vocabulary pass "
         f"{a['bpe']['with_training_s']['vocabulary']:.1f} s + encoding {a['bpe']['with_training_s']['encode']:.1f} s "
         f"for {a['bpe']['mb']:.0f} MB.", "",
-        f"## (b) peak memory of `trainforge prepare` on a {b['mb']:.0f} MB text file, --workers 2 (load {b['load']})",
-        "", "| tokenizer | peak PSS, whole process tree | largest single RSS | goal <= 400 MB |", "|---|---|---|---|",
-        *(f"| {k} | {b[k]['tree_pss_mb']:.0f} MB | {b[k]['largest_rss_mb']:.0f} MB | "
+        f"## (b) peak memory of `trainforge prepare`, --workers 2 (load {b['load']})",
+        "", "| tokenizer | text | peak PSS, whole process tree | largest single RSS | goal <= 400 MB |",
+        "|---|---|---|---|---|",
+        *(f"| {k} | {b['mb' if k == 'byte' else 'bpe_mb']:.0f} MB | {b[k]['tree_pss_mb']:.0f} MB | "
+          f"{b[k]['largest_rss_mb']:.0f} MB | "
           f"{mark(b[k]['tree_pss_mb'] <= GOALS['prepare_peak_mb'])} |" for k in ("byte", "bpe")), "",
         "Most of it is the parent's `import trainforge` (torch: ~245 MB RSS), shared by the forked workers.", "",
         f"## (c) peak RSS of a {r['plan']['train_steps']}-step `trainforge train` (tiny preset) (load {c['load']})", "",
@@ -302,12 +308,13 @@ def report(r: dict[str, Any], quick: bool) -> str:
         f"| ratio | **{c['ratio']:.3f}x** (goal <= {GOALS['train_rss_ratio']}x: "
         f"{mark(c['ratio'] <= GOALS['train_rss_ratio'])}) |", "",
         "## (d) training tokens/s from a TokenFile vs the same windows as an in-memory tensor", "",
-        "| model | batch x seq | TokenFile tok/s | tensor tok/s | TokenFile / tensor | pairs |", "|---|---|---|---|---|---|",
+        "| model | batch x seq, timed steps | TokenFile tok/s | tensor tok/s | TokenFile / tensor | pairs |",
+        "|---|---|---|---|---|---|",
     ]
     for d in r["speed"]:
         goal = f" (goal >= {GOALS['tokens_ratio']}x: {mark(d['ratio'] >= GOALS['tokens_ratio'])})" \
             if d["goal"] else " (informational)"
-        lines.append(f"| {d['preset']} | {d['batch']} x {d['seq']} | {d['token_file']:,.0f} | {d['tensor']:,.0f} | "
+        lines.append(f"| {d['preset']} | {d['batch']} x {d['seq']}, {d['steps']} | {d['token_file']:,.0f} | {d['tensor']:,.0f} | "
                      f"**{d['ratio']:.3f}x**{goal} | {', '.join(format(p['ratio'], '.3f') for p in d['pairs'])} "
                      f"(load {d['load']}) |")
     return "\n".join(lines) + "\n"
@@ -330,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(a) prepare throughput ... (load {load_avg()})", flush=True)
         results["throughput"] = throughput(work, big, bpe_text, plan)
         print(f"(b) prepare peak memory ... (load {load_avg()})", flush=True)
-        results["prepare_memory"] = prepare_memory(work, big)
+        bpe_memory_text = write_text(work / "bpe_memory.txt", int(plan.bpe_memory_mb * 1e6), blob)
+        results["prepare_memory"] = prepare_memory(work, big, bpe_memory_text)
         # token files of the asked sizes: byte ids are 2 bytes each, 90% of the text goes to train.bin
         dirs = {}
         for name, mb in (("big", plan.token_file_mb), ("small", plan.small_token_file_mb)):
