@@ -344,8 +344,6 @@ def prepare(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
     started = time.perf_counter()
     files = input_files(inputs)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _forget_previous(out_dir)
     chunks, sources = plan_chunks(files, float(val_fraction), chunk_bytes)
     total_bytes = sum(s["bytes"] for s in sources)
     if total_bytes == 0:
@@ -355,6 +353,9 @@ def prepare(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
     vocabulary_done = time.perf_counter()
     from trainforge.data.tokenizers import save_tokenizer, tokenizer_vocab_size
 
+    # Nothing is written before this point: bad input or text leaves an earlier, finished prepare usable.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _forget_previous(out_dir)
     save_tokenizer(tok, out_dir / "tokenizer")
     n_vocab = tokenizer_vocab_size(tok)
     if n_vocab is None:
