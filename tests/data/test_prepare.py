@@ -130,7 +130,7 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1.txt: not UTF-8 text at byte 3.*--tokenizer byte"):
         prepare([tmp_path / "latin1.txt"], tmp_path / "o", tokenizer="char")
-    assert not (tmp_path / "o" / "meta.json").exists()
+    assert not (tmp_path / "o").exists()  # bad input: nothing written
 
 
 def test_a_saved_tokenizer_folder_is_reused(tmp_path):

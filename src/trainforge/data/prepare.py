@@ -16,9 +16,10 @@ How it works, and what it guarantees:
   (a folder: every ``.txt`` under it, sorted by path). It depends only on the bytes of the files: the same files
   always give the same split, and validation text never appears in training.
 * **Parallel, deterministic.** ``workers`` processes encode chunks; the main process writes the results in chunk
-  order, so the files are identical for any number of workers. Tokens are those of each chunk encoded on its own:
-  BPE may tokenise the few bytes around a chunk boundary differently from the whole file in one call; decoding
-  ``train.bin`` then ``val.bin`` of one file gives its text back exactly (no separator tokens are added).
+  order, so the files are identical for any number of workers. Tokens are those of each chunk encoded on its own
+  (BPE: of each ~64K-character piece of it): BPE may tokenise the few bytes around such a boundary differently
+  from the whole file in one call; decoding ``train.bin`` then ``val.bin`` of one file gives its text back exactly
+  (no separator tokens are added).
 * **Vocabulary first.** ``byte`` needs none. ``char`` and ``bpe`` need one pass over all the text (validation part
   included, so ``val.bin`` has no unknown characters) before encoding: ``char`` collects the set of characters (in
   parallel; about a third of the encoding time), ``bpe`` trains a byte-level BPE with Hugging Face ``tokenizers`` from
@@ -167,7 +168,18 @@ def _init_encoder(spec: tuple[Any, ...], dtype: str) -> None:
         from trainforge.data.tokenizers import _import_tokenizers
 
         tok = _import_tokenizers().Tokenizer.from_str(spec[1])
-        _encoder = lambda c: np.array(tok.encode(_text(c), add_special_tokens=False).ids, dtype=out)  # noqa: E731
+
+        def encode_bpe(c: Chunk) -> np.ndarray[Any, Any]:
+            # In pieces of ~64K characters (cut after a newline): the tokenizer's working memory is ~100x its
+            # input, so a whole 1 MiB chunk at once would cost each worker ~100 MB more.
+            text, pieces, at = _text(c), [], 0
+            while at < len(text):
+                end = text.find("\n", at + BPE_PIECE_BYTES) + 1 or len(text)
+                pieces.append(np.array(tok.encode(text[at:end], add_special_tokens=False).ids, dtype=out))
+                at = end
+            return np.concatenate(pieces) if pieces else np.zeros(0, dtype=out)
+
+        _encoder = encode_bpe
     else:  # a saved tokenizer of another kind (transformers): its own encode
         from trainforge.data.tokenizers import encode_text, load_tokenizer
 
@@ -332,8 +344,6 @@ def prepare(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
     started = time.perf_counter()
     files = input_files(inputs)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _forget_previous(out_dir)
     chunks, sources = plan_chunks(files, float(val_fraction), chunk_bytes)
     total_bytes = sum(s["bytes"] for s in sources)
     if total_bytes == 0:
@@ -343,6 +353,9 @@ def prepare(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
     vocabulary_done = time.perf_counter()
     from trainforge.data.tokenizers import save_tokenizer, tokenizer_vocab_size
 
+    # Nothing is written before this point: bad input or text leaves an earlier, finished prepare usable.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _forget_previous(out_dir)
     save_tokenizer(tok, out_dir / "tokenizer")
     n_vocab = tokenizer_vocab_size(tok)
     if n_vocab is None:
