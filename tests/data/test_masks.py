@@ -268,3 +268,12 @@ def test_uint8_image_tensors_train_like_the_same_images_in_a_list():
     assert tensor["loss_history"][0] == pytest.approx(listed["loss_history"][0], abs=1e-6)
     for key, value in tensor["final_model_state"].items():
         assert torch.allclose(value, listed["final_model_state"][key], atol=1e-6), key
+
+
+def test_gpt2_style_pad_equal_to_eos_keeps_the_real_eos_of_ragged_samples():
+    """pad == EOS and no mask of the samples': the padding the collator adds is the mask, so a document's real EOS
+    is still learnt (only a bare tensor, which has no mask at all, must treat every pad id as padding)."""
+    gpt2 = TaskSpec.language_modeling(name="lm", vocab_size=VOCAB, max_seq_len=8, pad_token_id=EOS, eos_token_id=EOS)
+    batch = get_collator(gpt2)([[5, 6, EOS], [7, EOS]])
+    assert batch["input_ids"].tolist() == [[5, 6, EOS], [7, EOS, EOS]]
+    assert batch["labels"].tolist() == [[5, 6, EOS], [7, EOS, -100]]

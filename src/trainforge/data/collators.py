@@ -191,7 +191,6 @@ class Padded(NamedTuple):
 
     ids: Tensor  # [B, T]
     mask: Tensor  # what the model receives: the samples' own mask combined with the padding added here
-    own: Tensor | None  # the samples' own mask alone, padded with 0 (None without one)
     lengths: list[int]  # each row's length after ``max_length``
     raw: list[int]  # each row's length as given
 
@@ -204,11 +203,8 @@ class Padded(NamedTuple):
 
 def pad_inputs(rows: Sequence[dict[str, Any]], task: TaskSpec, what: str, multiple_of: int | None = None,
                max_length: int | None = None) -> Padded:
-    """The token inputs of ``rows`` padded with ``pad_token_id`` (see :class:`Padded`).
-
-    The model receives the samples' own mask (when they bring one) combined with the padding added here; labels
-    the engine builds use the own mask alone to tell padding from real EOS tokens (``TaskSpec.labels_from_inputs``).
-    """
+    """The token inputs of ``rows`` padded with ``pad_token_id`` (see :class:`Padded`): the mask is the samples' own
+    (when they bring one) combined with the padding added here."""
     field = task.input_field
     seqs = [_tensor(v, field).long() for v in _field(rows, field, what)]
     raw = [int(s.shape[0]) if s.dim() else 0 for s in seqs]
@@ -217,10 +213,9 @@ def pad_inputs(rows: Sequence[dict[str, Any]], task: TaskSpec, what: str, multip
     own = _own_masks(rows, seqs)
     ids, length_mask = pad_tokens(seqs, task.pad_token_id, field, multiple_of)
     lengths = [int(s.shape[0]) for s in seqs]
-    if own is None:
-        return Padded(ids, length_mask, None, lengths, raw)
-    own_mask = pad_stack(own, 0, MASK, length=ids.shape[1])
-    return Padded(ids, own_mask * length_mask, own_mask, lengths, raw)
+    if own is not None:
+        length_mask = pad_stack(own, 0, MASK, length=ids.shape[1]) * length_mask
+    return Padded(ids, length_mask, lengths, raw)
 
 
 # ------------------------------------------------------------------------------------------------ built-ins
@@ -251,8 +246,8 @@ def causal_lm_collator(task: TaskSpec, pack: bool = False, pad_to_multiple_of: i
             aligned = padded.align(given)
             labels = pad_stack(aligned, task.ignore_index, task.label_field, length=ids.shape[1]) \
                 if aligned is not None else pad_stack(given, task.ignore_index, task.label_field)
-        else:  # built: every padded position ignored, by the samples' own mask, pad_token_id and the added padding
-            labels = task.labels_from_inputs(ids, padded.own).masked_fill(mask == 0, task.ignore_index)
+        else:  # built: every padded position ignored (the samples' own mask and the padding added here, pad_token_id)
+            labels = task.labels_from_inputs(ids, mask)
         batch: Batch = {field: ids, MASK: mask, task.label_field: labels}
         batch.update(_extras(rows, {field, task.label_field, MASK}, padded))
         return batch
