@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -64,14 +65,23 @@ def warmup_steps_for(cfg: TrainingConfig, total_steps: int) -> int:
     return int(cfg.warmup_ratio * total_steps)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig, total_steps: int | None) -> LambdaLR:
-    """Steps once per optimizer step. Unknown length (a stream without ``max_steps``) keeps the rate constant."""
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig, total_steps: int | None,
+                    lr_scale: Callable[[], float] | None = None) -> LambdaLR:
+    """Steps once per optimizer step. Unknown length (a stream without ``max_steps``) keeps the rate constant.
+
+    ``lr_scale``: a factor the schedule multiplies by, read at every step (the step guard's ``LrScale``, which a
+    rollback after a NaN streak lowers; it is saved with the guard's state, not in the scheduler's).
+    """
     schedule = cfg.lr_schedule if total_steps else "constant"
     total = total_steps or 0
     warmup = warmup_steps_for(cfg, total) if total else (cfg.warmup_steps or 0)
     min_ratio = cfg.min_lr_ratio
 
-    def factor(step: int) -> float:
-        return lr_multiplier(step, total, warmup, schedule, min_ratio)
+    if lr_scale is None:
+        def factor(step: int) -> float:
+            return lr_multiplier(step, total, warmup, schedule, min_ratio)
+    else:
+        def factor(step: int) -> float:
+            return lr_multiplier(step, total, warmup, schedule, min_ratio) * lr_scale()
 
     return LambdaLR(optimizer, factor)
