@@ -31,7 +31,7 @@ from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.evaluate import evaluate
 from trainforge.trainer.events import Event, fire
 from trainforge.trainer.guard import StepGuard, step_unless_flagged
-from trainforge.trainer.monitor import Monitor, non_finite
+from trainforge.trainer.monitor import Monitor
 from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.state import TrainState
 
@@ -265,8 +265,8 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
     train_time = max(elapsed_s - p.warmup_time_s, 1e-9)
     row["tokens_per_s"] = n_targets / train_time
     p.warmup_time_s = 0.0
-    if (bad := non_finite(row)) is not None:
-        row["non_finite"] = bad  # e.g. "val/loss, val/perplexity": never an improvement
+    if (bad := p.monitor.non_finite(row)) is not None:
+        row["non_finite"] = bad  # e.g. "val/loss": this epoch cannot be the best one
     state.history.append(row)
     state.last_metrics = row
     improved = p.monitor.improved(state.best_metric, p.monitor.value(row))
@@ -370,7 +370,7 @@ class _StepLog:
         now = time.perf_counter()
         loss_total, n_total = self.state.epoch_sums_on_host()  # syncs, per log line
         n = n_total - self.targets
-        loss = (loss_total - self.loss) / max(n, 1)
+        loss = (loss_total - self.loss) / n if n else math.nan  # every step since the last line was skipped
         rate = n / max(now - self.clock, 1e-9)
         steps = step - self.step
         self.step, self.clock, self.loss, self.targets = step, now, loss_total, n_total

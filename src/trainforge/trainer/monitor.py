@@ -72,6 +72,13 @@ class Monitor:
         value = row.get(self.name)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
+    def non_finite(self, row: dict[str, Any]) -> str | None:
+        """Which of the row's losses and the monitored metric are NaN or infinite (``"train/loss, val/loss"``), or
+        None. (Other metrics may be NaN by nature, e.g. accuracy of a model that returns only a loss.)"""
+        keys = dict.fromkeys(("train/loss", "val/loss", self.name))
+        bad = [k for k in keys if isinstance(row.get(k), float) and not math.isfinite(row[k])]
+        return ", ".join(bad) if bad else None
+
     def improved(self, best: float | None, value: float | None) -> bool:
         """Whether ``value`` beats ``best`` by more than ``min_delta``. A missing or non-finite value never does;
         any finite value beats no best (None) or a non-finite best (from a checkpoint of an older version)."""
@@ -82,9 +89,3 @@ class Monitor:
         if self.mode == "max":
             return value > best + self.min_delta
         return value < best - self.min_delta
-
-
-def non_finite(row: dict[str, Any]) -> str | None:
-    """The metrics of an epoch row that are NaN or infinite (``"val/loss, val/perplexity"``), or None."""
-    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
-    return ", ".join(bad) if bad else None
