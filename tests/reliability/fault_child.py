@@ -12,6 +12,9 @@ each point where a kill should be able to land:
             Trainer's checkpoint manager runs on its commit thread while training goes on (atomic_save and the
             run's other atomic files fsync the same way, on the calling thread)
 
+With ``"nan": true`` the model is :func:`_streak_model`'s: one NaN streak that only the learning-rate reduction of a
+rollback ends (``bad`` is printed at each non-finite forward), for the step guard's crash-consistency tests.
+
 ``python fault_child.py serve`` imports torch and trainforge once, prints ``ready``, then for each JSON line on
 stdin forks a child that does ``run`` and prints ``pid N`` and, when the child is gone, ``exit CODE`` (negative:
 killed by that signal). The parent kills the *child*, so every kill is a real SIGKILL of a process that imported
@@ -20,6 +23,8 @@ everything the normal way, without paying Python + torch start-up (~2 s) twenty 
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import sys
@@ -68,6 +73,44 @@ def _model() -> tuple[torch.nn.Module, Any]:
     return MarkedGPT(cfg), cfg
 
 
+# The streak model's NaN threshold, as a fraction of the peak learning rate (see _streak_model).
+STRIDE_LIMIT = 0.75
+
+
+def _streak_model(peak_lr: float) -> tuple[torch.nn.Module, Any]:
+    """The marked GPT plus a ``probe`` parameter whose gradient is always 1, so that AdamW moves it by the learning
+    rate of each applied step. The forward is NaN while the last applied move exceeds ``STRIDE_LIMIT * peak_lr``:
+    a run warming up to ``peak_lr`` turns NaN there and stays NaN (skipped steps do not move the probe) until a
+    rollback to a state two or more steps back lowers the rate (``nan_lr_factor``). The probe's last value and move
+    are buffers, so checkpoints, snapshots and rollbacks carry them like any other state."""
+    gpt, cfg = _model()
+
+    class StreakGPT(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gpt = gpt
+            self.probe = torch.nn.Parameter(torch.zeros(1))
+            self.register_buffer("last", torch.zeros(1))
+            self.register_buffer("stride", torch.zeros(1))
+
+        def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            logits = self.gpt(input_ids)
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+                                                     labels[:, 1:].reshape(-1)) + self.probe.sum()
+            if self.training:
+                with torch.no_grad():
+                    moved = self.last - self.probe  # the probe only goes down (its gradient is +1)
+                    if bool(moved != 0):  # 0: the last step was skipped
+                        self.stride.copy_(moved)
+                        self.last.copy_(self.probe)
+                if float(self.stride) > STRIDE_LIMIT * peak_lr:
+                    _say("bad")
+                    return loss * float("nan")
+            return loss
+
+    return StreakGPT(), cfg
+
+
 def _mark_checkpoint_writes() -> None:
     # os.fsync is looked up at call time by trainforge.atomic.commit_temporary, on whichever thread commits.
     real_fsync = os.fsync
@@ -81,7 +124,7 @@ def _mark_checkpoint_writes() -> None:
 
 
 def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int = 3,
-        tokens: str | None = None) -> str | None:
+        tokens: str | None = None, nan: bool = False) -> str | None:
     from trainforge import Trainer, TrainingConfig
     from trainforge.checkpoint.io import atomic_save
     from trainforge.tasks import TaskSpec
@@ -91,17 +134,22 @@ def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int =
     if marks:
         _mark_checkpoint_writes()
     train, val = _data() if tokens is None else _token_files(tokens)
-    model, cfg = _model()
-    config = TrainingConfig(epochs=epochs, batch_size=4, learning_rate=1e-2, checkpoint_every_n_steps=1,
-                            checkpoint_dir=ckpt_dir, output_dir=run_dir, progress_bar=False, log_every_n_steps=1000,
-                            seed=0)
+    model, cfg = _streak_model(1e-2) if nan else _model()
+    # The streak run: warmup over 10 steps reaches the NaN threshold at step 9 (steps 9-11 are NaN: a rollback to the
+    # step-6 checkpoint's snapshot at half the rate, then no more NaN); no clipping, so the probe's gradient stays 1.
+    streak = {"warmup_steps": 10, "max_grad_norm": None, "checkpoint_every_n_steps": 3} if nan else {}
+    config = TrainingConfig(**{"epochs": epochs, "batch_size": 4, "learning_rate": 1e-2, "checkpoint_every_n_steps": 1,
+                               "checkpoint_dir": ckpt_dir, "output_dir": run_dir, "progress_bar": False,
+                               "log_every_n_steps": 1000, "seed": 0, **streak})
     task = TaskSpec.language_modeling(name="lm", vocab_size=32, max_seq_len=16)
     results = Trainer(model, cfg, config, task).train(train, val, resume_from="auto")
     if results["stop_reason"] is not None:
         _say(f"stopped {results['stop_reason']}")
         return str(results["stop_reason"])
     atomic_save({"model": results["final_model_state"], "loss_history": results["loss_history"],
-                 "val_loss_history": results["val_loss_history"], "global_step": results["global_step"]}, out)
+                 "val_loss_history": results["val_loss_history"], "global_step": results["global_step"],
+                 "skipped_step_records": results["skipped_step_records"], "nan_rollbacks": results["nan_rollbacks"]},
+                out)
     _say("done")
     return None
 
@@ -109,7 +157,14 @@ def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int =
 def serve() -> None:
     torch.set_num_threads(1)
     import pandas  # noqa: F401  - imported lazily by the trainer; import it once here instead of in every child
+    importlib.import_module("torch._dynamo")  # AdamW's constructor imports it: seconds per child on a busy machine
     import yaml  # noqa: F401
+
+    with contextlib.suppress(ImportError):  # the run's plots, at its end
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
 
     import trainforge.trainer  # noqa: F401
 

@@ -16,8 +16,8 @@ from torch import nn
 
 from tests.helpers import lm_task, quiet_config, tiny_gpt
 from trainforge import Trainer
-from trainforge.callbacks.nan_guard import NonFiniteTrainingError
 from trainforge.checkpoint.io import safe_load
+from trainforge.trainer.guard import NonFiniteTrainingError
 
 POISON = 31  # a first token no clean row has (clean rows start with 0)
 
@@ -168,7 +168,8 @@ def test_nan_that_keeps_coming_back_stops_with_a_clear_error_and_a_saved_state(l
                        r"2\.\.2\), step 4 .* saved to '.*step_00000000\.pt'\. Fix: lower learning_rate"):
         _train(model, data, checkpoint_dir="ck", nan_max_rollbacks=2)
     saved = safe_load(Path("ck") / "step_00000000.pt")
-    assert saved["state"]["nan_rollbacks"] == 2 and len(saved["state"]["skipped_steps"]) == 9
+    assert saved["guard"]["rollbacks"] == 2 and len(saved["guard"]["records"]) == 9
+    assert saved["guard"]["streak"] == 0 and saved["guard"]["last_good"] is None  # a good state, saved as such
     assert _finite(dict(model.state_dict()))  # the model object holds the last good weights
 
 

@@ -16,9 +16,9 @@ import torch
 from tests.helpers import lm_task, quiet_config
 from tests.reliability.test_nan_guard import NanOnCalls, PoisonGPT, poisoned
 from trainforge import Trainer
-from trainforge.callbacks.nan_guard import NonFiniteTrainingError
 from trainforge.checkpoint.io import safe_load
-from trainforge.trainer import loop, optim, trainer
+from trainforge.trainer import guard, optim, trainer
+from trainforge.trainer.guard import NonFiniteTrainingError
 
 
 @pytest.fixture
@@ -31,13 +31,14 @@ def fused(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(trainer, "build_optimizer", build)
     reads: list[int] = []
-    real = loop._settle_checks
+    real = guard.StepGuard.settle
 
-    def counted(p, state):
-        reads.append(len(p.pending_checks))
-        return real(p, state)
+    def counted(self, state):
+        if self._pending:  # a read of the device (settle returns at once when nothing is pending)
+            reads.append(len(self._pending))
+        return real(self, state)
 
-    monkeypatch.setattr(loop, "_settle_checks", counted)
+    monkeypatch.setattr(guard.StepGuard, "settle", counted)
     return reads
 
 
@@ -88,8 +89,8 @@ def test_decisions_are_read_before_a_step_checkpoint_records_the_counters(lm_blo
     data = poisoned(lm_blocks, [9])  # step 3
     _train(PoisonGPT(), data, on_device=True, monkeypatch=monkeypatch, epochs=1, log_every_n_steps=100,
            checkpoint_dir=str(tmp_path), checkpoint_every_n_steps=5)
-    saved = safe_load(tmp_path / "step_00000005.pt")["state"]
-    assert [r["step"] for r in saved["skipped_steps"]] == [3]
+    saved = safe_load(tmp_path / "step_00000005.pt")["guard"]
+    assert [r["step"] for r in saved["records"]] == [3]
 
 
 def test_nan_that_keeps_coming_back_stops_with_the_same_error(lm_blocks, fused, monkeypatch):
@@ -99,4 +100,4 @@ def test_nan_that_keeps_coming_back_stops_with_the_same_error(lm_blocks, fused, 
                        r"\(epoch 1, micro-batches 2\.\.2\), step 4 .* saved to '.*step_00000000\.pt'"):
         _train(model, data, on_device=True, monkeypatch=monkeypatch, checkpoint_dir="ck", nan_max_rollbacks=2)
     saved = safe_load(Path("ck") / "step_00000000.pt")
-    assert saved["state"]["nan_rollbacks"] == 2 and len(saved["state"]["skipped_steps"]) == 9
+    assert saved["guard"]["rollbacks"] == 2 and len(saved["guard"]["records"]) == 9

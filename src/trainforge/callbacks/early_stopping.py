@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trainforge.config.schema import monitored_metric
+from trainforge.trainer.monitor import Monitor
+
 if TYPE_CHECKING:
     from trainforge.trainer.state import TrainState
 
@@ -11,43 +14,45 @@ if TYPE_CHECKING:
 class EarlyStopping:
     """Stops after ``patience`` epochs without an improvement larger than ``min_delta``.
 
+    "Improvement" is :meth:`Monitor.improved`, the rule ``best.pt`` follows too: a NaN or infinite value is never
+    one, so a diverged epoch counts as an epoch without improvement.
+
     Args:
         patience: epochs without improvement that are tolerated.
         min_delta: the smallest change that counts as an improvement.
-        monitor: the metric (a key of the epoch row); None → ``val/loss`` when present, else ``train/loss``.
+        monitor: the metric (a key of the epoch row) or a resolved :class:`Monitor` (then ``min_delta`` and
+            ``mode`` are its own); None → ``val/loss`` when the run validates, else ``train/loss``.
         mode: ``"min"`` or ``"max"``.
     """
 
-    def __init__(self, patience: int, min_delta: float = 0.0, monitor: str | None = None, mode: str = "min") -> None:
+    def __init__(self, patience: int, min_delta: float = 0.0, monitor: str | Monitor | None = None,
+                 mode: str = "min") -> None:
         self.patience = patience
-        self.min_delta = min_delta
-        self.monitor = monitor
-        self.mode = mode
+        self._monitor = monitor if isinstance(monitor, Monitor) else None
+        self.monitor = monitor.name if isinstance(monitor, Monitor) else monitor
+        self.min_delta = monitor.min_delta if isinstance(monitor, Monitor) else min_delta
+        self.mode = monitor.mode if isinstance(monitor, Monitor) else mode
         self.best: float | None = None
         self.bad_epochs = 0
 
     def on_epoch_end(self, state: TrainState) -> None:
         row = state.history[-1]
-        key = self.monitor or ("val/loss" if "val/loss" in row else "train/loss")
-        value = row.get(key)
+        if self._monitor is None:  # resolved at the first row: whether the run validates is known there
+            self._monitor = Monitor(monitored_metric(self.monitor, "val/loss" in row), self.mode, self.min_delta)
+        value = self._monitor.value(row)
         if value is None:
             return
-        value = float(value)
-        if self.best is None or self._improved(value, self.best):
+        if self._monitor.improved(self.best, value):
             self.best = value
             self.bad_epochs = 0
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
+            best = f"best {self.best:.6g}" if self.best is not None else "no finite value yet"
             state.request_stop(
-                f"early stopping: {key} did not improve by more than {self.min_delta} for {self.patience} epochs "
-                f"(best {self.best:.6g})"
+                f"early stopping: {self._monitor.name} did not improve by more than {self.min_delta} for "
+                f"{self.patience} epochs ({best})"
             )
-
-    def _improved(self, value: float, best: float) -> bool:
-        if self.mode == "max":
-            return value > best + self.min_delta
-        return value < best - self.min_delta
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_epochs": self.bad_epochs}

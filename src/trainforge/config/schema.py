@@ -292,10 +292,17 @@ class TrainingConfig:
         return self.eval_batch_size if self.eval_batch_size is not None else self.batch_size
 
     def resolved_monitor(self, has_validation: bool) -> str:
-        """The metric early stopping and ``best.pt`` follow: ``monitor``, else val/loss or train/loss."""
-        if self.monitor is not None:
-            return self.monitor
-        return "val/loss" if has_validation else "train/loss"
+        """The metric early stopping and ``best.pt`` follow: ``monitor``, else val/loss or train/loss
+        (``monitored_metric``; ``trainer.monitor.Monitor`` checks it and compares values)."""
+        return monitored_metric(self.monitor, has_validation)
+
+
+def monitored_metric(monitor: str | None, has_validation: bool) -> str:
+    """The one rule for the monitored metric's name: ``monitor`` when set, else ``val/loss`` when the run has
+    validation data, else ``train/loss``."""
+    if monitor is not None:
+        return monitor
+    return "val/loss" if has_validation else "train/loss"
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,7 @@ from trainforge.config import TrainingConfig
 from trainforge.tasks import TaskSpec
 from trainforge.tasks.metrics import MetricAccumulator
 from trainforge.trainer.adapter import ModelAdapter
+from trainforge.trainer.monitor import Monitor
 from trainforge.trainer.optim import build_optimizer, build_scheduler
 
 
@@ -46,7 +47,7 @@ class TaskLightningModule(L.LightningModule):
         self.history: list[dict[str, Any]] = []
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
-        self.monitor = training_config.monitor or "val/loss"
+        self.monitor: Monitor | None = None  # resolved and checked at fit start (is there validation data?)
         self._probed = False
         self._since_best = 0
         self._val: MetricAccumulator | None = None
@@ -66,6 +67,11 @@ class TaskLightningModule(L.LightningModule):
             self._probed = True
 
     # ------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        """Resolve the monitored metric as the Trainer does (before step 0): a name the run does not log fails."""
+        self.monitor = Monitor.for_run(self.cfg, self.task, _has_validation(self.trainer),
+                                       what="TrainingCoordinator.train")
+
     def on_train_epoch_start(self) -> None:
         self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self._targets = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -91,26 +97,27 @@ class TaskLightningModule(L.LightningModule):
         sums = self._reduce(sums)
         n = int(sums[1].item())
         row: dict[str, Any] = {"epoch": self.current_epoch + 1, "step": int(self.global_step),
-                               "train/loss": float(sums[0].item()) / max(n, 1)}
+                               "train/loss": float(sums[0].item()) / n if n else math.nan}
         row.update(self._val_row)
         optimizers = self.trainer.optimizers
         row["lr"] = float(optimizers[0].param_groups[0]["lr"]) if optimizers else float("nan")
         elapsed = time.perf_counter() - self._started
         row["epoch_time_s"] = elapsed
         row["tokens_per_s"] = n / max(elapsed, 1e-9)
+        if self.monitor is None:  # (fit started without on_fit_start, e.g. a test driving the hooks)
+            self.monitor = Monitor.for_run(self.cfg, self.task, "val/loss" in row, what="TrainingCoordinator.train")
+        if (bad := self.monitor.non_finite(row)) is not None:
+            row["non_finite"] = bad
         self.history.append(row)
-        self._track_best(row)
+        self._track_best(row, self.monitor)
 
-    def _track_best(self, row: dict[str, Any]) -> None:
-        monitor = self.monitor if self.monitor in row else "train/loss"
-        value = row.get(monitor)
+    def _track_best(self, row: dict[str, Any], monitor: Monitor) -> None:
+        """Best epoch and early stopping under the Trainer's rule (``Monitor.improved``: NaN never improves)."""
+        value = monitor.value(row)
         if value is None:
             return
-        mode, delta = self.cfg.monitor_mode, self.cfg.early_stopping_min_delta
-        better = self.best_metric is None or (value < self.best_metric - delta if mode == "min"
-                                              else value > self.best_metric + delta)
-        if better:
-            self.best_metric, self.best_epoch, self._since_best = float(value), int(row["epoch"]), 0
+        if monitor.improved(self.best_metric, value):
+            self.best_metric, self.best_epoch, self._since_best = value, int(row["epoch"]), 0
         else:
             self._since_best += 1
             patience = self.cfg.early_stopping_patience
@@ -155,3 +162,17 @@ class TaskLightningModule(L.LightningModule):
         steps = float(self.trainer.estimated_stepping_batches)  # inf for data of unknown length
         scheduler = build_scheduler(optimizer, self.cfg, int(steps) if math.isfinite(steps) and steps > 0 else None)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _has_validation(trainer: L.Trainer) -> bool:
+    """Whether this fit validates: validation batches are allowed and the data module has validation data."""
+    if not trainer.limit_val_batches:
+        return False
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is None:
+        return False
+    if hasattr(datamodule, "val_dataset"):  # trainforge's SimpleDataModule
+        return datamodule.val_dataset is not None
+    if type(datamodule).val_dataloader is L.LightningDataModule.val_dataloader:  # not overridden
+        return False
+    return bool(datamodule.val_dataloader())

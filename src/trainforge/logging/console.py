@@ -39,6 +39,8 @@ def _format_value(key: str, value: Any) -> str:
         return str(value)
     if isinstance(value, int):
         return str(value)
+    if math.isnan(value):
+        return "NaN"  # e.g. an epoch with no finite step
     if not math.isfinite(value):
         return str(value)
     name = key.rsplit("/", 1)[-1]

@@ -311,7 +311,8 @@ class RunDB:
             for m in names:
                 rec[m] = last.get(m)
             for m in names:
-                series = [e[m] for e in r["epochs"] if isinstance(e.get(m), (int, float))]
+                # (a NaN epoch is shown in its row, never as the best: min/max with NaN depend on the order)
+                series = [e[m] for e in r["epochs"] if isinstance(e.get(m), (int, float)) and math.isfinite(e[m])]
                 if series and (m.startswith("val/") or m == "train/loss"):
                     lower = "loss" in m or "perplexity" in m
                     rec[f"best {m}"] = min(series) if lower else max(series)

@@ -22,7 +22,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from trainforge.callbacks.nan_guard import NanGuard, total_grad_norm
 from trainforge.checkpoint.rng import restore_rng
 from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
@@ -31,6 +30,8 @@ from trainforge.distributed.env import DistEnv
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.evaluate import evaluate
 from trainforge.trainer.events import Event, fire
+from trainforge.trainer.guard import StepGuard, step_unless_flagged
+from trainforge.trainer.monitor import Monitor
 from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.state import TrainState
 
@@ -46,18 +47,6 @@ _END: Any = object()  # the end of an epoch's batches
 
 # A torch DataLoader, or the lighter loader trainforge uses for in-memory tensors in one process.
 Loader = DataLoader[Any] | TensorBatchLoader
-
-
-@dataclass
-class _Check:
-    """A step whose finiteness the device decided (``ok``: a 0-d bool tensor), read with the next log line."""
-
-    ok: Tensor
-    step: int
-    first_batch: int
-    n_batches: int
-    loss: Tensor
-    grad_norm: Tensor | None
 
 
 @dataclass
@@ -82,8 +71,8 @@ class Parts:
     logger: MultiLogger
     progress: ProgressBar
     save_checkpoint: Callable[[TrainState, str], None]
-    monitor: str
-    monitor_mode: str
+    monitor: Monitor  # the metric best.pt follows, and the one rule for "better"
+    guard: StepGuard  # non-finite steps: checks, skips, rollbacks, stop (trainer/guard.py)
     pending_rng: dict[str, Any] | None = None  # restored at the matching loop point after a resume
     flush_checkpoints: Callable[[], None] = lambda: None  # waits for background checkpoint commits (before FIT_END)
     compile_pending: bool = False  # first forward through torch.compile may fail: fall back to eager
@@ -92,18 +81,15 @@ class Parts:
     samples_per_batch: int = 1  # the train loader's batch size: set_start(batches_in_epoch * samples_per_batch)
     every_target_counts: bool = False  # causal LM on plain token tensors: the count is the shape's (no kernels)
     batches_on_device: bool = False  # the train loader's batches hold only tensors already on the device
-    nan_guard: NanGuard | None = None  # skips non-finite steps, rolls back after a streak (callbacks/nan_guard.py)
-    nan_on_device: bool = False  # the guard's decision stays on the device (nan_guard.decides_on_device)
-    pending_checks: list[_Check] = field(default_factory=list)  # those decisions, until the next log line
     preemption: Preemption | None = None  # SIGTERM/SIGINT seen during fit: stop at the next step boundary
     telemetry: LoopTelemetry | None = None  # data wait, samples/s, peak memory, MFU at each log line
 
 
 def fit(p: Parts, state: TrainState) -> None:
     """Train until ``cfg.epochs`` epochs (or ``max_steps`` steps) are done or a callback asks to stop."""
-    cfg = p.cfg
+    cfg, guard = p.cfg, p.guard
     fire(p.callbacks, Event.FIT_START, state)
-    _remember(p, state)
+    guard.remember(state)  # the first rollback point
     while state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
         started = time.perf_counter()
         batches = _epoch_batches(p, state)
@@ -114,101 +100,41 @@ def fit(p: Parts, state: TrainState) -> None:
             loss_sum, targets, grad_norm, ok = train_window(p, window)
             state.global_step += 1
             state.batches_in_epoch += len(window)
-            if isinstance(ok, Tensor):  # decided on the device: read with the next log line (no sync per step)
-                _defer_check(p, state, ok, len(window), loss_sum, targets, grad_norm)
-            elif ok:
-                state.nan_streak = 0
-                state.add_to_epoch(loss_sum, targets)
-            elif _skip_bad_step(p, state, len(window), loss_sum, grad_norm):
-                rolled_back = True  # the state is the last good snapshot's: restart its epoch at its position
-                break
-            if p.pending_checks and _checks_due(cfg, state) and _settle_checks(p, state):
+            log_due = state.global_step % cfg.log_every_n_steps == 0
+            checkpoint_due = _step_checkpoint_due(cfg, state)
+            # The guard counts the step (or records it as skipped); device decisions are read before a log line or
+            # a step checkpoint. True: a NaN streak rolled the run back to the last good state.
+            if guard.after_step(state, ok, len(window), loss_sum, targets, grad_norm) or (
+                    (log_due or checkpoint_due) and guard.settle(state)):
                 rolled_back = True
                 break
-            if state.global_step % cfg.log_every_n_steps == 0:
+            if log_due:
                 _log_step(p, state, since_log, grad_norm)
             else:
                 p.progress.update(1)
             fire(p.callbacks, Event.STEP_END, state)
-            if _step_checkpoint_due(cfg, state):
+            if checkpoint_due:
                 p.save_checkpoint(state, "step")
-                _remember(p, state)
+                guard.remember(state)
             _poll_preemption(p, state)
             if state.stop_requested or _reached_max_steps(cfg, state):
                 break
-        if p.pending_checks and not rolled_back:  # the epoch's last steps (or the run's, when it stops)
-            rolled_back = _settle_checks(p, state)
-        if rolled_back:
-            continue
+        if rolled_back or guard.settle(state):  # (the epoch's, or the run's, last device decisions)
+            continue  # restart the restored epoch at the restored position
         if state.stop_requested and not _epoch_finished(p, state):
             # Interrupted mid-epoch (not at the planned end): keep a resumable position, no partial epoch row.
             p.save_checkpoint(state, "step")
             break
         _end_epoch(p, state, time.perf_counter() - started)
         if state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
-            _remember(p, state)  # the next epoch's rollback point; after the last epoch it would be a wasted copy
+            guard.remember(state)  # the next epoch's rollback point; after the last epoch it would be a wasted copy
     p.flush_checkpoints()  # FIT_END observers find every checkpoint complete under its final name
     fire(p.callbacks, Event.FIT_END, state)
-
-
-def _skip_bad_step(p: Parts, state: TrainState, n: int, loss: Tensor | float, grad_norm: Tensor | None,
-                   first_batch: int | None = None, step: int | None = None) -> bool:
-    """A step the NaN guard skipped (default: the step just taken): record it; after a streak roll back (True) or
-    stop with an error."""
-    assert p.nan_guard is not None
-    first = state.batches_in_epoch - n if first_batch is None else first_batch
-    action = p.nan_guard.record_bad(state, first, n, loss, grad_norm, step)
-    if action == "skip":
-        return False
-    if action == "rollback":
-        p.pending_rng = p.nan_guard.rollback(state)
-        return True
-    rng = p.nan_guard.give_up(state)
-    if rng is not None:
-        restore_rng(rng)  # the saved state must carry the good state's RNG
-        p.pending_rng = None
-    saved = None
-    if p.cfg.checkpoint_dir:
-        p.save_checkpoint(state, "step")
-        saved = state.checkpoint_path
-    raise p.nan_guard.error(state, saved)
-
-
-def _defer_check(p: Parts, state: TrainState, ok: Tensor, n: int, loss_sum: Tensor | float, targets: Tensor | int,
-                 grad_norm: Tensor | None) -> None:
-    """Count a step the device decided on; a skipped one adds nothing to the epoch's sums (``where``, not a product:
-    NaN * 0 is NaN)."""
-    loss = torch.as_tensor(loss_sum, device=ok.device)
-    state.add_to_epoch(torch.where(ok, loss, 0.0), ok.long() * targets)
-    p.pending_checks.append(_Check(ok, state.global_step, state.batches_in_epoch - n, n, loss, grad_norm))
-
-
-def _checks_due(cfg: TrainingConfig, state: TrainState) -> bool:
-    """Device decisions are read with each log line and before a step checkpoint records the counters."""
-    return state.global_step % cfg.log_every_n_steps == 0 or _step_checkpoint_due(cfg, state)
 
 
 def _step_checkpoint_due(cfg: TrainingConfig, state: TrainState) -> bool:
     every = cfg.checkpoint_every_n_steps
     return every is not None and every > 0 and state.global_step % every == 0
-
-
-def _settle_checks(p: Parts, state: TrainState) -> bool:
-    """Read the device's decisions since the last read (one sync) and record the skipped steps in order, as the host
-    decision would have. True when a streak rolled the run back: the later steps are then void, as they would never
-    have run, and the loop restarts the restored epoch."""
-    checks, p.pending_checks = p.pending_checks, []
-    for check, ok in zip(checks, torch.stack([c.ok for c in checks]).tolist()):
-        if ok:
-            state.nan_streak = 0
-        elif _skip_bad_step(p, state, check.n_batches, check.loss, check.grad_norm, check.first_batch, check.step):
-            return True
-    return False
-
-
-def _remember(p: Parts, state: TrainState) -> None:
-    if p.nan_guard is not None:
-        p.nan_guard.remember(state)
 
 
 def _poll_preemption(p: Parts, state: TrainState) -> None:
@@ -221,9 +147,9 @@ def train_window(
 ) -> tuple[Tensor | float, Tensor | int, Tensor | None, bool | Tensor]:
     """One optimizer step over ``len(window)`` micro-batches, token-normalised across the whole window.
 
-    Returns the window's loss sum (a Python float when the NaN guard read it on the host), its target count (a
-    plain int when ``p.every_target_counts``), the gradient norm and whether the step was taken (False: the NaN
-    guard skipped it; a 0-d bool tensor when the device decided, ``p.nan_on_device``).
+    Returns the window's loss sum (a Python float when the guard read it on the host), its target count (a plain
+    int when ``p.every_target_counts``), the gradient norm and whether the step was taken (False: the guard skipped
+    it; a 0-d bool tensor when the device decided).
 
     The loss of the step is sum(per-target losses over all micro-batches and ranks) / count(valid targets), so
     ``batch_size=b, accumulation=k`` gives the gradients of ``batch_size=k*b``.
@@ -291,71 +217,28 @@ def _forward(p: Parts, batch: Mapping[str, Tensor], target: Tensor) -> Any:
 
 def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool | Tensor, float | None]:
     """Clip, check, step. Returns the gradient norm (None when neither clipping nor the guard computed it), whether
-    the step was taken (a device tensor when the device decided), and ``window_loss`` as a Python float when the NaN
+    the step was taken (a device tensor when the device decided), and ``window_loss`` as a Python float when the
     guard read it on the host."""
     if p.scaler is not None:
         p.scaler.unscale_(p.optimizer)  # clip the true gradients, not the scaled ones
     grad_norm = None
     if p.cfg.max_grad_norm:
         grad_norm = torch.nn.utils.clip_grad_norm_(p.params, p.cfg.max_grad_norm, foreach=True)
-    if p.nan_guard is not None and grad_norm is None and p.scaler is None:
-        grad_norm = total_grad_norm(p.params)  # clipping is off: the guard needs the norm anyway
-    if p.nan_on_device:
-        flag = NanGuard.finite(window_loss, grad_norm)
-        _step_unless_flagged(p.optimizer, flag)
-        p.scheduler.step()  # (a skipped step advances the schedule, as below)
-        p.optimizer.zero_grad(set_to_none=True)
-        return grad_norm, flag, None
-    host_loss = None
-    if p.nan_guard is not None:
-        ok, host_loss = _finite_step(p, window_loss, grad_norm)
-        if not ok:
-            if p.scaler is not None:
-                p.scaler.update()  # lowers the scale on inf/NaN, as a skipped scaler.step would
-            p.scheduler.step()  # a skipped step still advances the schedule (as GradScaler's skipped steps do)
-            p.optimizer.zero_grad(set_to_none=True)
-            return grad_norm, False, host_loss
-    if p.scaler is not None:
-        p.scaler.step(p.optimizer)
-        p.scaler.update()
-    else:
-        p.optimizer.step()
-    p.scheduler.step()
+    ok, grad_norm, host_loss = p.guard.check(window_loss, grad_norm)
+    if ok is True:
+        if p.scaler is not None:
+            p.scaler.step(p.optimizer)
+            p.scaler.update()
+        else:
+            p.optimizer.step()
+    elif ok is False:  # skipped
+        if p.scaler is not None:
+            p.scaler.update()  # lowers the scale on inf/NaN, as a skipped scaler.step would
+    else:  # the device decides: fused kernels skip a bad step themselves (no sync)
+        step_unless_flagged(p.optimizer, ok)
+    p.scheduler.step()  # a skipped step still advances the schedule (as GradScaler's skipped steps do)
     p.optimizer.zero_grad(set_to_none=True)
-    return grad_norm, True, host_loss
-
-
-def _step_unless_flagged(optimizer: torch.optim.Optimizer, ok: Tensor) -> None:
-    """``optimizer.step()``, skipped on the device when ``ok`` is False: GradScaler's protocol, in which fused kernels
-    read ``found_inf`` and, when it is 1, leave parameters, moments and step counts as they were (no host read)."""
-    setattr(optimizer, "found_inf", (~ok).float())  # noqa: B010  (read by torch's fused Adam/AdamW/SGD step)
-    try:
-        optimizer.step()
-    finally:
-        delattr(optimizer, "found_inf")  # noqa: B043
-
-
-def _finite_step(p: Parts, window_loss: Tensor, grad_norm: Tensor | None) -> tuple[bool, float | None]:
-    """The NaN guard's check: one wait for the device per step. Returns whether the step is finite and the loss
-    when it was read on the host (the loop then adds it to the epoch's sums without a kernel).
-
-    With a GradScaler, inf gradients are the scaler's business (it skips those steps itself), so only the loss
-    is checked; otherwise the gradient norm too (the one clipping computed).
-
-    In one process the two 0-d values are read and checked on the host: no extra kernels (three tiny launches per
-    step otherwise), and on a GPU the second read costs nothing once the first has waited for the step (the same
-    single sync as reading a device-side flag). Across
-    processes (and for tensor subclasses such as FSDP's DTensor norm) the flag is computed on the device and summed
-    so that every rank takes the same decision.
-    """
-    checked = None if p.scaler is not None else grad_norm
-    if not p.dist.enabled and type(window_loss) is Tensor and (checked is None or type(checked) is Tensor):
-        loss = float(window_loss)
-        return math.isfinite(loss) and (checked is None or math.isfinite(float(checked))), loss
-    ok = NanGuard.finite(window_loss, checked)
-    if p.dist.enabled:  # every rank must take the same decision
-        ok = p.dist.sum((~ok).to(torch.int32)) == 0
-    return bool(ok), None
+    return grad_norm, ok, host_loss
 
 
 def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
@@ -366,7 +249,7 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
     loss_sum, targets = (p.dist.sum(x) for x in state.epoch_sums())
     n_targets = int(targets.item())
     row: dict[str, Any] = {"epoch": state.epoch, "step": state.global_step}
-    row["train/loss"] = float(loss_sum.item()) / max(n_targets, 1)
+    row["train/loss"] = float(loss_sum.item()) / n_targets if n_targets else math.nan  # no finite step: NaN
     eval_started = time.perf_counter()
     if p.val_loader is not None:
         # Under DDP the plain module evaluates: ranks may hold unequal shards, and DDP's forward may sync.
@@ -382,9 +265,13 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
     train_time = max(elapsed_s - p.warmup_time_s, 1e-9)
     row["tokens_per_s"] = n_targets / train_time
     p.warmup_time_s = 0.0
+    if (bad := p.monitor.non_finite(row)) is not None:
+        row["non_finite"] = bad  # e.g. "val/loss": this epoch cannot be the best one
     state.history.append(row)
     state.last_metrics = row
-    improved = _update_best(p, state, row)
+    improved = p.monitor.improved(state.best_metric, p.monitor.value(row))
+    if improved:
+        state.best_metric, state.best_epoch = p.monitor.value(row), state.epoch
     fire(p.callbacks, Event.EPOCH_END, state)
     state.reset_epoch_sums(p.device)
     p.logger.log_epoch(row, state.global_step)
@@ -394,21 +281,6 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
         p.save_checkpoint(state, "epoch")
     if improved and cfg.save_best:
         p.save_checkpoint(state, "best")
-
-
-def _update_best(p: Parts, state: TrainState, row: dict[str, Any]) -> bool:
-    value = row.get(p.monitor)
-    if value is None:
-        return False
-    better = (
-        state.best_metric is None
-        or (p.monitor_mode == "min" and value < state.best_metric)
-        or (p.monitor_mode == "max" and value > state.best_metric)
-    )
-    if better:
-        state.best_metric = float(value)
-        state.best_epoch = state.epoch
-    return better
 
 
 def _epoch_batches(p: Parts, state: TrainState) -> Iterator[Mapping[str, Tensor]]:
@@ -498,7 +370,7 @@ class _StepLog:
         now = time.perf_counter()
         loss_total, n_total = self.state.epoch_sums_on_host()  # syncs, per log line
         n = n_total - self.targets
-        loss = (loss_total - self.loss) / max(n, 1)
+        loss = (loss_total - self.loss) / n if n else math.nan  # every step since the last line was skipped
         rate = n / max(now - self.clock, 1e-9)
         steps = step - self.step
         self.step, self.clock, self.loss, self.targets = step, now, loss_total, n_total

@@ -139,9 +139,14 @@ def warmup_steps_for(cfg: TrainingConfig, total_steps: int) -> int:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig, total_steps: int | None,
-                    custom: SchedulerFactory = None) -> Any:
+                    custom: SchedulerFactory = None, lr_scale: Callable[[], float] | None = None) -> Any:
     """Steps once per optimizer step. ``custom``: the user's factory ``optimizer -> LRScheduler`` (then the config's
-    schedule settings are not used). Unknown length (a stream without ``max_steps``) keeps the rate constant."""
+    schedule settings are not used). Unknown length (a stream without ``max_steps``) keeps the rate constant.
+
+    ``lr_scale``: a factor the schedule multiplies by, read at every step (the step guard's ``LrScale``, which a
+    rollback after a NaN streak lowers; it is saved with the guard's state, not in the scheduler's). A custom
+    scheduler does not read it: a rollback then lowers the optimizer's rates once.
+    """
     if custom is not None:
         return build_custom_scheduler(optimizer, custom)
     schedule = cfg.lr_schedule if total_steps else "constant"
@@ -149,7 +154,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig, total
     warmup = warmup_steps_for(cfg, total) if total else (cfg.warmup_steps or 0)
     min_ratio = cfg.min_lr_ratio
 
-    def factor(step: int) -> float:
-        return lr_multiplier(step, total, warmup, schedule, min_ratio)
+    if lr_scale is None:
+        def factor(step: int) -> float:
+            return lr_multiplier(step, total, warmup, schedule, min_ratio)
+    else:
+        def factor(step: int) -> float:
+            return lr_multiplier(step, total, warmup, schedule, min_ratio) * lr_scale()
 
     return LambdaLR(optimizer, factor)

@@ -1,7 +1,7 @@
 """What a checkpoint holds and how a run comes back from one: the payload, the restore, the position on another
 world size, and finding the checkpoint ``resume_from`` names.
 
-``RunCheckpoint`` is the one place that knows the checkpoint's contents; the Trainer's checkpoint writes, the NaN
+``RunCheckpoint`` is the one place that knows the checkpoint's contents; the Trainer's checkpoint writes, the step
 guard's in-memory snapshots and resumes all go through it, so the three can never disagree.
 """
 
@@ -61,6 +61,7 @@ class RunCheckpoint:
     device: torch.device
     skeleton: nn.Module | None = None
     run_name: str | None = None
+    guard: Any = None  # the StepGuard: its state (and, inside a NaN streak, the last good snapshot) is saved too
 
     def payload(self, state: TrainState, kind: str) -> dict[str, Any]:
         """The checkpoint dict (``kind``: epoch, step, best or snapshot)."""
@@ -80,6 +81,8 @@ class RunCheckpoint:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "state": state.state_dict(),
+            # (a snapshot never nests another one: it is taken outside a streak)
+            "guard": self.guard.state_dict(with_snapshot=kind != "snapshot") if self.guard is not None else None,
             "rng": capture_rng(),
             "sampler": self.sampler.state_dict() if self.sampler is not None else None,
             "world_size": self.dist.world_size,  # with samples_per_batch: the position on another world size
@@ -93,7 +96,8 @@ class RunCheckpoint:
         }
 
     def restore(self, ckpt: dict[str, Any], state: TrainState) -> dict[str, Any] | None:
-        """Load ``ckpt`` into the model, optimizer, schedule, scaler, counters and callbacks.
+        """Load ``ckpt`` into the model, optimizer, schedule, scaler, counters and callbacks (the step guard's own
+        state is loaded by the guard: a rollback restores a snapshot but keeps the guard's counters).
 
         Returns the checkpoint's RNG state (restored by the loop at the matching point), or None for a weights-only
         checkpoint of an older format (then everything else starts fresh, with a warning).

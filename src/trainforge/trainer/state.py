@@ -21,7 +21,7 @@ class TrainState:
     best_epoch: int | None = None
     # Running sums of the current epoch in two parts; read them through ``epoch_sums``/``epoch_sums_on_host``.
     # The device part takes tensors, so the hot loop never syncs for them; the host part takes the values the
-    # loop has read anyway (the NaN guard reads every step's loss in one process), so they cost no kernel.
+    # loop has read anyway (the step guard reads every step's loss in one process), so they cost no kernel.
     epoch_loss_sum: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
     epoch_targets: Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
     epoch_loss_host: float = 0.0
@@ -29,10 +29,6 @@ class TrainState:
     # Loaded sums sit in the device part; a run that adds host values moves them to the host part first, so the
     # additions happen in the uninterrupted run's order (float sums are not associative: exact resume).
     _loaded_on_device: bool = field(default=False, repr=False)
-    # NaN guard (callbacks/nan_guard.py): skipped steps with their micro-batch indices, the current bad streak.
-    skipped_steps: list[dict[str, Any]] = field(default_factory=list)
-    nan_streak: int = 0
-    nan_rollbacks: int = 0
     # Not saved: per-process facts and the last step's numbers for callbacks.
     stop_requested: bool = False
     stop_reason: str | None = None
@@ -91,9 +87,6 @@ class TrainState:
             "epoch_targets": targets.detach().cpu(),
             "stop_requested": self.stop_requested,
             "stop_reason": self.stop_reason,
-            "skipped_steps": [dict(r) for r in self.skipped_steps],
-            "nan_streak": self.nan_streak,
-            "nan_rollbacks": self.nan_rollbacks,
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
@@ -109,6 +102,3 @@ class TrainState:
         self._loaded_on_device = True
         self.stop_requested = bool(state.get("stop_requested", False))
         self.stop_reason = state.get("stop_reason")
-        self.skipped_steps = [dict(r) for r in state.get("skipped_steps", [])]
-        self.nan_streak = int(state.get("nan_streak", 0))
-        self.nan_rollbacks = int(state.get("nan_rollbacks", 0))

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from trainforge import __version__
 from trainforge.callbacks.early_stopping import EarlyStopping
-from trainforge.callbacks.nan_guard import NanGuard, decides_on_device
 from trainforge.checkpoint.io import (
     atomic_write_text,
     canonical_state_dict,
@@ -48,7 +47,9 @@ from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
 from trainforge.trainer.events import Callback, Event, fire
+from trainforge.trainer.guard import LrScale, StepGuard, decides_on_device
 from trainforge.trainer.loop import Loader, Parts, _to_device, fit
+from trainforge.trainer.monitor import Monitor
 from trainforge.trainer.optim import (
     OptimizerArg,
     SchedulerFactory,
@@ -143,6 +144,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         train_loader, sampler, samples_per_batch, val_loader = self._loaders(train_data, val_data, dist_env)
+        monitor = Monitor.for_run(cfg, task, has_validation=val_loader is not None)  # a typo fails here, not never
         model = self.model.to(device)
         precision = resolve_precision(cfg.precision, cfg.use_amp, device)
         skeleton = None
@@ -164,9 +166,10 @@ class Trainer:
                      else custom_optimizer(model, self.optimizer))
         steps_per_epoch = _steps_per_epoch(train_loader, cfg.gradient_accumulation_steps)
         total_steps = _total_steps(cfg, steps_per_epoch)
-        scheduler = build_scheduler(optimizer, cfg, total_steps, self.scheduler)
+        lr_scale = LrScale()  # lowered by the step guard's rollbacks; the schedule multiplies by it
+        scheduler = build_scheduler(optimizer, cfg, total_steps, self.scheduler, lr_scale=lr_scale)
         scaler = make_scaler(precision, device)
-        callbacks = self._callbacks()
+        callbacks = self._callbacks(monitor)
         state = TrainState()
         state.reset_epoch_sums(device)
 
@@ -248,7 +251,6 @@ class Trainer:
         forward_model = _wrap(model, cfg, dist_env, device)
         manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last_n) if cfg.checkpoint_dir else None
         checkpoint_errors: list[str] = []
-        monitor = cfg.monitor or ("val/loss" if val_loader is not None else "train/loss")
         observed = _observes_checkpoints(callbacks)
 
         def report(call: Callable[[], object]) -> bool:
@@ -292,21 +294,44 @@ class Trainer:
             if manager is not None:
                 report(manager.wait)
 
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def snapshot(st: TrainState) -> dict[str, Any]:  # the guard's rollback point: what a checkpoint holds
+            payload = states.payload(st, "snapshot")
+            if parts.pending_rng is not None:  # resumed, RNG not restored yet: the checkpoint's RNG is the state's
+                payload["rng"] = parts.pending_rng
+            return payload
+
+        def restore(payload: dict[str, Any], st: TrainState) -> None:  # a rollback is a resume from memory
+            payload["_path"] = f"<last good state in memory, step {payload['state']['global_step']}>"
+            parts.pending_rng = states.restore(payload, st)
+
+        def save_step(st: TrainState) -> str | None:  # the guard's stop path: the restored good state
+            st.checkpoint_path = None
+            save(st, "step")
+            return st.checkpoint_path
+
+        guard = states.guard = StepGuard(
+            enabled=cfg.nan_guard, max_consecutive=cfg.nan_max_consecutive, lr_factor=cfg.nan_lr_factor,
+            max_rollbacks=cfg.nan_max_rollbacks, optimizer=optimizer, params=params, lr_scale=lr_scale,
+            snapshot=snapshot, restore=restore, save=save_step if manager is not None else None,
+            on_device=decides_on_device(optimizer, dist_env.enabled or dist_env.sharded, scaler is not None),
+            scaled=scaler is not None, agree=dist_env.sum if dist_env.enabled else None,
+            say=progress.write if dist_env.is_main else (lambda line: None))
+        if checkpoint is not None:
+            guard.load_state_dict(checkpoint)  # counters, lr scale, and the snapshot of a streak in progress
         parts = Parts(
             cfg=cfg, task=task, model=forward_model, raw_model=model, adapter=adapter, optimizer=optimizer,
             scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loader=val_loader,
             samples_per_batch=samples_per_batch,
             device=device, autocast=autocast_factory(precision, device), dist=dist_env, callbacks=callbacks,
             logger=logger, progress=progress, save_checkpoint=save, flush_checkpoints=flush_checkpoints,
-            monitor=monitor, monitor_mode=cfg.monitor_mode,
+            monitor=monitor, guard=guard,
             pending_rng=pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
-            params=[p for p in model.parameters() if p.requires_grad],
+            params=params,
             every_target_counts=every_target_counts(train_loader, task),
             batches_on_device=batches_on(train_loader, device),
         )
-        if cfg.nan_guard:
-            parts.nan_guard = self._nan_guard(parts, states)
-            parts.nan_on_device = decides_on_device(optimizer, dist_env.enabled or dist_env.sharded, scaler is not None)
         parts.preemption = preemption = Preemption()  # SIGTERM/SIGINT: stop at a step boundary, with a checkpoint
         from trainforge.tracking.telemetry import LoopTelemetry, flops_per_token, peak_flops
 
@@ -345,8 +370,8 @@ class Trainer:
             extras={"precision": precision, "attention_implementation": attention, "sdpa_kernels": kernels,
                     "loss_mode": mode, "device": str(device), "world_size": dist_env.world_size,
                     "strategy": dist_env.strategy, "checkpoint_errors": checkpoint_errors, "run_name": run_name,
-                    "skipped_steps": len(state.skipped_steps), "skipped_step_records": list(state.skipped_steps),
-                    "nan_rollbacks": state.nan_rollbacks, "preempted": preemption.received is not None},
+                    "skipped_steps": len(guard.records), "skipped_step_records": list(guard.records),
+                    "nan_rollbacks": guard.rollbacks, "preempted": preemption.received is not None},
         )
         results["final_model_state"] = canonical_state_dict(results["final_model_state"])
         if cfg.export_bundle and dist_env.is_main:
@@ -356,7 +381,7 @@ class Trainer:
         results["telemetry"] = parts.telemetry.summary(results["training_time_s"],
                                                        sum(tokens_per_s) / len(tokens_per_s) if tokens_per_s else None)
         results["memory_estimate"] = memory.to_dict() if memory is not None else None
-        results["monitor"] = monitor
+        results["monitor"] = monitor.name
         results["last_checkpoint"] = results["checkpoint_paths"][-1] if results["checkpoint_paths"] else None
         logger.log_summary({k: v for k, v in results.items() if isinstance(v, (int, float, str)) or v is None})
         logger.close()
@@ -423,29 +448,12 @@ class Trainer:
                                  cfg.num_workers, cfg.seed, task)
         return train_loader, sampler, samples_per_batch, val_loader
 
-    def _callbacks(self) -> list[Any]:
+    def _callbacks(self, monitor: Monitor) -> list[Any]:
         cfg = self.training_config
         callbacks = list(self.callbacks)
         if cfg.early_stopping_patience is not None:
-            callbacks.append(EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta,
-                                           cfg.monitor, cfg.monitor_mode))
+            callbacks.append(EarlyStopping(cfg.early_stopping_patience, monitor=monitor))
         return callbacks
-
-    def _nan_guard(self, parts: Parts, states: RunCheckpoint) -> NanGuard:
-        """The NaN guard, with the in-memory snapshot and restore that a resume would use."""
-        def snapshot(st: TrainState) -> dict[str, Any]:
-            payload = states.payload(st, "snapshot")
-            if parts.pending_rng is not None:  # resumed, RNG not restored yet: the checkpoint's RNG is the state's
-                payload["rng"] = parts.pending_rng
-            return payload
-
-        def restore(payload: dict[str, Any], st: TrainState) -> dict[str, Any] | None:
-            payload["_path"] = f"<last good state in memory, step {payload['state']['global_step']}>"
-            return states.restore(payload, st)
-
-        cfg = self.training_config
-        say = parts.progress.write if parts.dist.is_main else (lambda line: None)
-        return NanGuard(cfg.nan_max_consecutive, cfg.nan_lr_factor, cfg.nan_max_rollbacks, snapshot, restore, say)
 
 
 # ---------------------------------------------------------------- helpers
