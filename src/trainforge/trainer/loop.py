@@ -35,6 +35,7 @@ from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.state import TrainState
 
 if TYPE_CHECKING:
+    from trainforge.checkpoint.saver import CheckpointSaver
     from trainforge.config import TrainingConfig
     from trainforge.logging import MultiLogger, ProgressBar
     from trainforge.tasks import TaskSpec
@@ -81,11 +82,10 @@ class Parts:
     callbacks: list[Any]
     logger: MultiLogger
     progress: ProgressBar
-    save_checkpoint: Callable[[TrainState, str], None]
+    saver: CheckpointSaver  # what is written when: epoch, best and step files (checkpoint/saver.py)
     monitor: str
     monitor_mode: str
     pending_rng: dict[str, Any] | None = None  # restored at the matching loop point after a resume
-    flush_checkpoints: Callable[[], None] = lambda: None  # waits for background checkpoint commits (before FIT_END)
     compile_pending: bool = False  # first forward through torch.compile may fail: fall back to eager
     warmup_time_s: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
@@ -131,7 +131,7 @@ def fit(p: Parts, state: TrainState) -> None:
                 p.progress.update(1)
             fire(p.callbacks, Event.STEP_END, state)
             if _step_checkpoint_due(cfg, state):
-                p.save_checkpoint(state, "step")
+                p.saver.step(state)
                 _remember(p, state)
             _poll_preemption(p, state)
             if state.stop_requested or _reached_max_steps(cfg, state):
@@ -142,12 +142,12 @@ def fit(p: Parts, state: TrainState) -> None:
             continue
         if state.stop_requested and not _epoch_finished(p, state):
             # Interrupted mid-epoch (not at the planned end): keep a resumable position, no partial epoch row.
-            p.save_checkpoint(state, "step")
+            p.saver.step(state)
             break
         _end_epoch(p, state, time.perf_counter() - started)
         if state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
             _remember(p, state)  # the next epoch's rollback point; after the last epoch it would be a wasted copy
-    p.flush_checkpoints()  # FIT_END observers find every checkpoint complete under its final name
+    p.saver.flush()  # FIT_END observers find every checkpoint complete under its final name
     fire(p.callbacks, Event.FIT_END, state)
 
 
@@ -169,7 +169,7 @@ def _skip_bad_step(p: Parts, state: TrainState, n: int, loss: Tensor | float, gr
         p.pending_rng = None
     saved = None
     if p.cfg.checkpoint_dir:
-        p.save_checkpoint(state, "step")
+        p.saver.step(state)
         saved = state.checkpoint_path
     raise p.nan_guard.error(state, saved)
 
@@ -390,10 +390,7 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
     p.logger.log_epoch(row, state.global_step)
     _poll_preemption(p, state)  # a signal during validation: this epoch's checkpoint is the final one
     final = state.epoch >= cfg.epochs or state.stop_requested or _reached_max_steps(cfg, state)
-    if state.epoch % cfg.checkpoint_frequency == 0 or final:
-        p.save_checkpoint(state, "epoch")
-    if improved and cfg.save_best:
-        p.save_checkpoint(state, "best")
+    p.saver.epoch_end(state, is_best=improved, final=final)  # the saver decides the files and their order
 
 
 def _update_best(p: Parts, state: TrainState, row: dict[str, Any]) -> bool:

@@ -61,6 +61,7 @@ class RunCheckpoint:
     device: torch.device
     skeleton: nn.Module | None = None
     run_name: str | None = None
+    run_id: str | None = None
 
     def payload(self, state: TrainState, kind: str) -> dict[str, Any]:
         """The checkpoint dict (``kind``: epoch, step, best or snapshot)."""
@@ -74,6 +75,7 @@ class RunCheckpoint:
             "trainforge_version": __version__,
             "kind": kind,
             "run_name": self.run_name,
+            "run_id": self.run_id,  # the run's identity: a fresh run never writes into a directory holding another
             "model": canonical_state_dict(model_state),
             "optimizer": optim_state,
             "scheduler": self.scheduler.state_dict(),
@@ -139,7 +141,9 @@ def find_checkpoint(resume: str | Path | None, checkpoint_dir: str | Path | None
         if checkpoint_dir is None:
             raise ConfigError(["resume_from='auto' needs checkpoint_dir to search. Fix: set checkpoint_dir, "
                                "or pass the checkpoint's path."], what="Trainer.train")
-        for candidate in ranked_checkpoints(checkpoint_dir):  # newest first; unreadable ones are skipped, warned
+        # most advanced first, best.pt included (it may be newer than every epoch file: see checkpoint/saver.py);
+        # unreadable ones are skipped, warned
+        for candidate in ranked_checkpoints(checkpoint_dir, include_best=True):
             try:
                 checkpoint = safe_load(candidate)
             except CheckpointError as exc:
