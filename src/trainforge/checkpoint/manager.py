@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import secrets
+import shutil
 import signal
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor

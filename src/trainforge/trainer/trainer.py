@@ -23,8 +23,8 @@ from trainforge.checkpoint.io import (
     canonical_state_dict,
 )
 from trainforge.checkpoint.ownership import claim_directories, new_run_id, stored_run_name, write_run_record
-from trainforge.checkpoint.saver import CheckpointSaver
 from trainforge.checkpoint.rng import seed_everything
+from trainforge.checkpoint.saver import CheckpointSaver
 from trainforge.config import TrainingConfig
 from trainforge.data.collators import get_collator
 from trainforge.data.inputs import as_dataset, limit_samples, split_dataset
