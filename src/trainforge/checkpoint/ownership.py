@@ -70,8 +70,8 @@ def claim_directories(checkpoint_dir: str | Path | None, run_dir: Path, *, run_i
     """Make sure this run may write into its directories; returns what ``overwrite`` removed.
 
     ``resumed``: the run continues a checkpoint (its ``run_id`` is that run's). ``may_start_over``: the user asked
-    for ``resume_from="auto"`` and nothing was found, so leftover run records (a run killed before its first
-    checkpoint) are taken over. Raises ``ConfigError`` naming the three ways out otherwise.
+    for ``resume_from="auto"`` and no readable checkpoint was found, so leftovers (run records of a run killed
+    before its first checkpoint, unreadable files) are taken over. Raises ``ConfigError`` naming the three ways out otherwise.
     """
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     problems: list[str] = []
@@ -81,7 +81,7 @@ def claim_directories(checkpoint_dir: str | Path | None, run_dir: Path, *, run_i
         if resumed:
             if index_id is not None and index_id != run_id:
                 foreign_ckpts = list_checkpoints(ckpt_dir)
-        else:
+        elif not may_start_over:  # (auto found nothing readable there: those files cannot be continued)
             foreign_ckpts = list_checkpoints(ckpt_dir)
         if foreign_ckpts:
             names = ", ".join(p.name for p in foreign_ckpts[:4]) + (" ..." if len(foreign_ckpts) > 4 else "")

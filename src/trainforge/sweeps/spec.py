@@ -41,6 +41,7 @@ from typing import Any
 
 from trainforge.config._suggest import closest, quote_list
 from trainforge.errors import ConfigError
+from trainforge.safe_paths import NAME_RULE, name_problem
 
 METHODS = ("grid", "random", "optuna")
 METHOD_ALIASES = {"bayes": "optuna", "tpe": "optuna"}
@@ -208,6 +209,9 @@ def parse_sweep(data: dict[str, Any], *, source: str | None = None, base_dir: Pa
         problems.append(f"trial_plots: must be true or false, got {trial_plots!r}.")
         trial_plots = False
     name = str(data.get("name") or (Path(source).stem if source else "sweep"))
+    if (why := name_problem(f"{name}-trial-0000")) is not None:  # each trial's run_name, a directory name
+        problems.append(f"name: each trial's run_name is '<name>-trial-NNNN', which {why}, got {name!r}. Fix: use "
+                        f"a plain name such as 'lr-sweep' ({NAME_RULE}).")
     base_run = _base_run(data, base_dir, problems)
     if base_run is not None and params:
         problems += _check_against_base(base_run, params, metric)

@@ -140,9 +140,13 @@ def fit(p: Parts, state: TrainState) -> None:
             rolled_back = _settle_checks(p, state)
         if rolled_back:
             continue
-        if state.stop_requested and not _epoch_finished(p, state):
-            # Interrupted mid-epoch (not at the planned end): keep a resumable position, no partial epoch row.
+        if (state.stop_requested or _reached_max_steps(cfg, state)) and not _epoch_finished(p, state):
+            # Interrupted or capped mid-epoch: the epoch stays unfinished, so a resume (with a larger max_steps)
+            # continues it. The resumable position is saved first; a max_steps stop then reports the numbers of
+            # the partial epoch (a row marked partial_epoch; not a checkpoint, not a candidate for best).
             p.saver.step(state)
+            if not state.stop_requested:
+                _end_epoch(p, state, time.perf_counter() - started, partial=True)
             break
         _end_epoch(p, state, time.perf_counter() - started)
         if state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
@@ -358,14 +362,20 @@ def _finite_step(p: Parts, window_loss: Tensor, grad_norm: Tensor | None) -> tup
     return bool(ok), None
 
 
-def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
-    """Validation, the epoch's row, best tracking, callbacks, then epoch/best checkpoints."""
+def _end_epoch(p: Parts, state: TrainState, elapsed_s: float, partial: bool = False) -> None:
+    """Validation, the epoch's row, best tracking, callbacks, then epoch/best checkpoints.
+
+    ``partial``: the run ends mid-epoch at max_steps; the row (marked ``partial_epoch``) reports the numbers so far,
+    while the counters stay mid-epoch (its checkpoint was written before) and nothing is saved or made best."""
     cfg = p.cfg
-    state.epoch += 1
-    state.batches_in_epoch = 0
+    if not partial:
+        state.epoch += 1
+        state.batches_in_epoch = 0
     loss_sum, targets = (p.dist.sum(x) for x in state.epoch_sums())
     n_targets = int(targets.item())
-    row: dict[str, Any] = {"epoch": state.epoch, "step": state.global_step}
+    row: dict[str, Any] = {"epoch": state.epoch + int(partial), "step": state.global_step}
+    if partial:
+        row["partial_epoch"] = True
     row["train/loss"] = float(loss_sum.item()) / max(n_targets, 1)
     eval_started = time.perf_counter()
     if p.val_loader is not None:
@@ -384,10 +394,12 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
     p.warmup_time_s = 0.0
     state.history.append(row)
     state.last_metrics = row
-    improved = _update_best(p, state, row)
+    improved = not partial and _update_best(p, state, row)
     fire(p.callbacks, Event.EPOCH_END, state)
-    state.reset_epoch_sums(p.device)
     p.logger.log_epoch(row, state.global_step)
+    if partial:
+        return
+    state.reset_epoch_sums(p.device)
     _poll_preemption(p, state)  # a signal during validation: this epoch's checkpoint is the final one
     final = state.epoch >= cfg.epochs or state.stop_requested or _reached_max_steps(cfg, state)
     p.saver.epoch_end(state, is_best=improved, final=final)  # the saver decides the files and their order
@@ -456,9 +468,8 @@ def _windows(
 
 
 def _epoch_finished(p: Parts, state: TrainState) -> bool:
-    """True when no batches of the current epoch remain (or the length is unknown and max_steps ended it)."""
-    if _reached_max_steps(p.cfg, state):
-        return True
+    """True when no batches of the current epoch remain (False when the length is unknown: a stream stopped by
+    max_steps stays mid-pass, and a resume continues the pass)."""
     try:
         if p.sampler is None:
             full = len(p.train_loader)

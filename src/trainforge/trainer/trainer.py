@@ -146,7 +146,7 @@ class Trainer:
         state.reset_epoch_sums(device)
 
         states = RunCheckpoint(model, optimizer, scheduler, scaler, callbacks, cfg, task, self.model_config, dist_env,
-                               sampler, samples_per_batch, device, skeleton=skeleton)
+                               sampler, samples_per_batch, device, skeleton=skeleton, total_steps=total_steps)
         resume = resume_from if resume_from is not None else cfg.resume_from_checkpoint
         checkpoint = find_checkpoint(resume, cfg.checkpoint_dir)
         pending_rng = None
