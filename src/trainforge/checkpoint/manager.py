@@ -59,9 +59,23 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 
 
 def crash_point(name: str) -> None:
-    """Tests only: SIGKILL this process when ``TRAINFORGE_TEST_CRASH_AT`` names this point (one env read)."""
-    if os.environ.get(CRASH_ENV) == name:
+    """Tests only: SIGKILL this process at a named point of the commit protocol.
+
+    ``TRAINFORGE_TEST_CRASH_AT`` is ``<point>`` or ``<point>#<n>`` (the n-th time it is reached), e.g.
+    ``commit:best.pt#2``; ``trace:<file>`` appends every point reached to ``file`` instead. Unset: one dict lookup.
+    """
+    wanted = os.environ.get(CRASH_ENV)
+    if not wanted:
+        return
+    _crash_counts[name] = seen = _crash_counts.get(name, 0) + 1
+    if wanted.startswith("trace:"):
+        with open(wanted[len("trace:"):], "a", encoding="utf-8") as trace:
+            trace.write(f"{name}#{seen}\n")
+    elif wanted in (name, f"{name}#{seen}"):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+_crash_counts: dict[str, int] = {}
 
 
 def progress_of(state: Any) -> Progress:
@@ -275,6 +289,7 @@ class CheckpointManager:
                 self.index.record(path, progress)
             self._rotate()
             self.index.save()
+            crash_point(f"indexed:{paths[-1].name}")
         except OSError as exc:
             raise CheckpointError(f"Checkpoint {str(paths[-1])!r} was written, but removing older ones (keep_last_n="
                                   f"{self.keep_last_n}) failed: {exc}. Fix: check the permissions of "
