@@ -98,8 +98,8 @@ def claim_directories(checkpoint_dir: str | Path | None, run_dir: Path, *, run_i
     if not overwrite or resumed:
         raise ConfigError(
             [f"{p}, and a fresh run would mix its files with that run's. Fix: resume_from='auto' to continue that "
-             "run; or another run_name / checkpoint_dir / output_dir for a new run; or overwrite=True (--overwrite, "
-             "`overwrite: true`) to delete that run's checkpoints and run records first (other files are kept)."
+             "run; or another run_name / checkpoint_dir / output_dir for a new run; or overwrite=True (overwrite=true on "
+             "the command line or in a run file) to delete that run's checkpoints and run records first (other files are kept)."
              for p in problems],
             what="Trainer.train",
         )

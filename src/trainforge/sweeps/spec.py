@@ -209,9 +209,10 @@ def parse_sweep(data: dict[str, Any], *, source: str | None = None, base_dir: Pa
         problems.append(f"trial_plots: must be true or false, got {trial_plots!r}.")
         trial_plots = False
     name = str(data.get("name") or (Path(source).stem if source else "sweep"))
-    if (why := name_problem(f"{name}-trial-0000")) is not None:  # each trial's run_name, a directory name
-        problems.append(f"name: each trial's run_name is '<name>-trial-NNNN', which {why}, got {name!r}. Fix: use "
-                        f"a plain name such as 'lr-sweep' ({NAME_RULE}).")
+    # the sweep's directory (sweeps/<name>) and each trial's run_name (<name>-trial-NNNN) are directory names
+    if (why := name_problem(name) or name_problem(f"{name}-trial-0000")) is not None:
+        problems.append(f"name: it names the directory sweeps/<name> and each trial's run_name '<name>-trial-NNNN', "
+                        f"and it {why}, got {name!r}. Fix: use a plain name such as 'lr-sweep' ({NAME_RULE}).")
     base_run = _base_run(data, base_dir, problems)
     if base_run is not None and params:
         problems += _check_against_base(base_run, params, metric)
