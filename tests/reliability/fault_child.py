@@ -79,9 +79,8 @@ def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int =
     process SIGKILLs itself."""
     from trainforge import Trainer, TrainingConfig
     from trainforge.checkpoint.io import atomic_save
-    from trainforge.tasks import TaskSpec
-
     from trainforge.checkpoint.manager import CRASH_ENV
+    from trainforge.tasks import TaskSpec
 
     if crash_at is not None:
         os.environ[CRASH_ENV] = crash_at
