@@ -95,7 +95,9 @@ def export_checkpoint(
 
     # A name read from the file is a directory name only when it is a plain one (else: the file's stem, or "model")
     run_name = stored_run_name(ckpt, str(path), safe_name(path.stem, "model"))
-    target = Path(out_dir) if out_dir is not None else inside("exports", Path("exports") / run_name)
+    target = Path(out_dir) if out_dir is not None else Path("exports") / run_name
+    if out_dir is None:
+        inside("exports", target)  # a name read from a file stays below exports/
     return export_bundle(
         model,
         task,

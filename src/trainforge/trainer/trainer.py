@@ -38,6 +38,7 @@ from trainforge.distributed.env import DistEnv, from_environment
 from trainforge.distributed.sampling import EvalShardSampler
 from trainforge.errors import ConfigError, DataError, TrainforgeError
 from trainforge.notebook.guardrails import check_not_data_parallel, check_notebook_strategy, notebook_device
+from trainforge.safe_paths import inside
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
@@ -330,6 +331,7 @@ class Trainer:
         """The export bundle, after training. Any failure is reported, never raised: the model is trained."""
         cfg = self.training_config
         out_dir = Path(cfg.export_dir) / run_name
+        inside(cfg.export_dir, out_dir)  # (run_name is one plain name: the bundle is always below export_dir)
         try:
             from trainforge.export import export_bundle
 
@@ -507,9 +509,9 @@ def _write_run_files(run_dir: Path, cfg: TrainingConfig, task: TaskSpec, model_c
     from trainforge.config._yaml import yaml_dumps
 
     run_dir.mkdir(parents=True, exist_ok=True)  # each record is written atomically: old file or whole new one
-    atomic_write_text(run_dir / "config.yaml", yaml_dumps(cfg.to_dict()))
-    atomic_write_text(run_dir / "task_spec.json", json.dumps(task.to_dict(), indent=2))
-    atomic_write_text(run_dir / "model_config.json", json.dumps(config_dict(model_config), indent=2))
+    atomic_write_text(inside(run_dir, run_dir / "config.yaml"), yaml_dumps(cfg.to_dict()))
+    atomic_write_text(inside(run_dir, run_dir / "task_spec.json"), json.dumps(task.to_dict(), indent=2))
+    atomic_write_text(inside(run_dir, run_dir / "model_config.json"), json.dumps(config_dict(model_config), indent=2))
 
 
 __all__ = ["Trainer", "TrainforgeError"]
