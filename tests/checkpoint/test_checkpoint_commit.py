@@ -36,7 +36,7 @@ def _temporaries(directory: str | Path = "ckpt") -> list[str]:
 
 
 def _names(directory: str | Path = "ckpt") -> list[str]:
-    return sorted(p.name for p in Path(directory).iterdir())
+    return sorted(p.name for p in Path(directory).iterdir() if p.name != "index.json")  # the saver's progress index
 
 
 def _on_commit_thread() -> bool:

@@ -33,7 +33,7 @@ def _train(data, val=None, **overrides):
 
 
 def _names(directory="ckpt") -> list[str]:
-    return sorted(p.name for p in Path(directory).iterdir())
+    return sorted(p.name for p in Path(directory).iterdir() if p.name != "index.json")  # the saver's progress index
 
 
 # ------------------------------------------------------------------ atomic writes

@@ -20,7 +20,7 @@ def test_train_with_overrides_prints_table_and_run_dir():
     assert "run directory: runs/cli-run" in proc.stdout
     run = Path("runs/cli-run")
     assert {"config.yaml", "metrics.csv", "task_spec.json", "model_config.json"} <= {p.name for p in run.iterdir()}
-    assert Path("ck/epoch_1.pt").is_file()
+    assert Path("ck/step_00000012.pt").is_file()  # max_steps stopped mid-epoch: the epoch stays unfinished
 
 
 def test_train_reads_a_run_file_and_model_overrides(tmp_path):

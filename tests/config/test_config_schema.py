@@ -336,7 +336,9 @@ PINNED: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"run_name": "a/b"},
-        "run_name: must be a non-empty name without '/' or '\\', got 'a/b'. Fix: use a name such as 'exp-1' (it becomes a directory name).",
+        "run_name: must be one plain name (letters, digits, '.', '_' and '-' only, at most 100 characters, not '.' or "
+        "'..'), got 'a/b'. Fix: use a name such as 'exp-1' (it becomes the directory runs/<run_name> and "
+        "exports/<run_name>).",
     ),
     (
         {"wandb_project": ""},

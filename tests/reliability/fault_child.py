@@ -123,12 +123,18 @@ def _mark_checkpoint_writes() -> None:
     os.fsync = fsync  # type: ignore[assignment]
 
 
-def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int = 3,
-        tokens: str | None = None, nan: bool = False) -> str | None:
+def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int = 3, tokens: str | None = None,
+        nan: bool = False, crash_at: str | None = None, **settings: Any) -> str | None:
+    """``tokens``: train on ``trainforge prepare`` output; ``nan``: the NaN-streak model; ``settings`` override the
+    checkpoint settings (``checkpoint_frequency``, ``keep_last_n``, ...); ``crash_at`` names a crash point of the
+    checkpoint saver (``trainforge.checkpoint.manager.crash_point``) at which this process SIGKILLs itself."""
     from trainforge import Trainer, TrainingConfig
     from trainforge.checkpoint.io import atomic_save
+    from trainforge.checkpoint.manager import CRASH_ENV
     from trainforge.tasks import TaskSpec
 
+    if crash_at is not None:
+        os.environ[CRASH_ENV] = crash_at
     torch.set_num_threads(1)
     sys.stdout = sys.stderr  # stdout (fd 1) carries only the marker lines, written whole by _say
     if marks:
@@ -140,7 +146,7 @@ def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int =
     streak = {"warmup_steps": 10, "max_grad_norm": None, "checkpoint_every_n_steps": 3} if nan else {}
     config = TrainingConfig(**{"epochs": epochs, "batch_size": 4, "learning_rate": 1e-2, "checkpoint_every_n_steps": 1,
                                "checkpoint_dir": ckpt_dir, "output_dir": run_dir, "progress_bar": False,
-                               "log_every_n_steps": 1000, "seed": 0, **streak})
+                               "log_every_n_steps": 1000, "seed": 0, **streak, **settings})
     task = TaskSpec.language_modeling(name="lm", vocab_size=32, max_seq_len=16)
     results = Trainer(model, cfg, config, task).train(train, val, resume_from="auto")
     if results["stop_reason"] is not None:

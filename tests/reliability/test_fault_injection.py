@@ -111,6 +111,20 @@ def _assert_latest_checkpoint_readable(ckpt_dir: str) -> None:
         safe_load(path)
 
 
+def _assert_files_agree(ckpt_dir: str) -> Path | None:
+    """Every checkpoint file is whole, and best.pt is never staler than the best epoch the most advanced checkpoint
+    (the one ``resume_from="auto"`` picks, best.pt included) records. Returns that checkpoint."""
+    _assert_latest_checkpoint_readable(ckpt_dir)
+    newest = find_latest(ckpt_dir, include_best=True)
+    if newest is None:
+        return None
+    best_epoch = safe_load(newest)["state"]["best_epoch"]
+    if best_epoch is not None:
+        best = safe_load(Path(ckpt_dir) / "best.pt")  # (missing would raise: a recorded best without its file)
+        assert best["state"]["epoch"] >= best_epoch and best["state"]["best_epoch"] == best["state"]["epoch"]
+    return newest
+
+
 def _assert_same_run(a_path: str, b_path: str) -> None:
     a, b = torch.load(a_path, weights_only=True), torch.load(b_path, weights_only=True)
     assert a["loss_history"] == b["loss_history"]
@@ -129,13 +143,16 @@ def reference(server, tmp_path_factory) -> str:
     return str(args["out"])
 
 
-def _kill_campaign(server: ForkServer, root: Path, kills: int, seed: int, reference: str) -> dict[str, int]:
-    """Kill and resume until ``kills`` kills have landed and the run finished; returns kills per phase."""
+def _kill_campaign(server: ForkServer, root: Path, kills: int, seed: int, reference: str,
+                  settings: dict[str, Any] | None = None) -> dict[str, int]:
+    """Kill and resume until ``kills`` kills have landed and the run finished; returns kills per phase.
+
+    ``settings`` override the child's checkpoint settings (e.g. ``checkpoint_frequency``, ``keep_last_n``)."""
     rng = random.Random(seed)
     landed: dict[str, int] = dict.fromkeys(PHASES, 0)
     campaign = 0
     while sum(landed.values()) < kills:
-        args = _args(root, f"campaign{campaign}")
+        args = {**_args(root, f"campaign{campaign}"), **(settings or {})}
         while True:
             plan = None
             if sum(landed.values()) < kills:
@@ -146,7 +163,7 @@ def _kill_campaign(server: ForkServer, root: Path, kills: int, seed: int, refere
             if code == -signal.SIGKILL:
                 assert plan is not None
                 landed[plan[0]] += 1
-                _assert_latest_checkpoint_readable(args["ckpt_dir"])
+                _assert_files_agree(args["ckpt_dir"])
                 continue
             assert code == 0 and lines and lines[-1] == "done", (code, lines[-5:])
             break
@@ -200,3 +217,49 @@ def test_forty_sigkills_of_fresh_processes_at_random_times(reference, tmp_path):
                 break
             args = _args(tmp_path, f"fresh{kills}")  # finished before 40 kills: go on with a new run
     _assert_same_run(reference, args["out"])
+
+
+# Checkpoints at epoch ends only, one periodic file kept: epoch 2's end (the best so far) commits best.pt and
+# epoch_2.pt from one serialization, removes epoch_1.pt and updates the index.
+EPOCH_END_SETTINGS: dict[str, Any] = {"checkpoint_every_n_steps": None, "checkpoint_frequency": 1, "keep_last_n": 1,
+                                      "marks": False}
+
+
+@pytest.fixture
+def own_server(tmp_path) -> Iterator[ForkServer]:
+    """A fork server of the test's own (the module's has one watchdog for all its tests)."""
+    srv = ForkServer(tmp_path)
+    yield srv
+    srv.close()
+
+
+def test_a_crash_at_every_file_operation_of_an_epoch_end_leaves_files_that_agree_and_resumes_bitwise(
+        own_server, reference, tmp_path):
+    trace = tmp_path / "trace.txt"
+    args = {**_args(tmp_path, "traced"), **EPOCH_END_SETTINGS, "crash_at": f"trace:{trace}"}
+    code, lines = own_server.attempt(args)
+    assert code == 0 and lines[-1] == "done", lines[-5:]
+    _assert_same_run(reference, args["out"])  # checkpoint settings do not change the training
+    points = trace.read_text().split()
+    points = points[points.index("bytes:epoch_2.pt#1"):points.index("indexed:epoch_2.pt#1") + 1]
+    # every file operation of the epoch end, in order: the bytes, best.pt's rename, the epoch file's, rotation, index
+    assert points == ["bytes:epoch_2.pt#1", "commit:best.pt#2", "committed:best.pt#2", "commit:epoch_2.pt#1",
+                      "committed:epoch_2.pt#1", "rotate:epoch_1.pt#1", "indexed:epoch_2.pt#1"]
+    resumed_from_best = 0
+    for i, point in enumerate(points):
+        run_args = {**_args(tmp_path, f"crash{i}"), **EPOCH_END_SETTINGS}
+        code, _ = own_server.attempt({**run_args, "crash_at": point})
+        assert code == -signal.SIGKILL, (point, code)
+        newest = _assert_files_agree(run_args["ckpt_dir"])
+        resumed_from_best += newest is not None and newest.name == "best.pt"
+        code, lines = own_server.attempt(run_args)  # resume_from="auto"
+        assert code == 0 and lines[-1] == "done", (point, lines[-5:])
+        _assert_same_run(reference, run_args["out"])
+    # killed after best.pt's rename and before epoch_2.pt's (two points): best.pt was the most advanced file
+    assert resumed_from_best == 2
+
+
+def test_sigkills_with_checkpoint_frequency_and_keep_last_n_resume_bitwise(own_server, reference, tmp_path):
+    landed = _kill_campaign(own_server, tmp_path, kills=6, seed=20261206, reference=reference,
+                            settings={"checkpoint_frequency": 2, "keep_last_n": 2})
+    assert sum(landed.values()) >= 6

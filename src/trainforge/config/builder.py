@@ -89,6 +89,7 @@ class CheckpointingKwargs(TypedDict, total=False):
     checkpoint_every_n_steps: int | None
     resume_from_checkpoint: PathLike | None
     on_checkpoint_error: str
+    overwrite: bool
 
 
 class OptimizationKwargs(TypedDict, total=False):
@@ -142,7 +143,7 @@ METHOD_KEYS: dict[str, dict[str, str]] = {
     },
     "with_checkpointing": {
         **_same("checkpoint_dir", "keep_last_n", "save_best", "checkpoint_frequency", "checkpoint_every_n_steps",
-                "on_checkpoint_error"),
+                "on_checkpoint_error", "overwrite"),
         "frequency": "checkpoint_frequency",
         "save_every_n_epochs": "checkpoint_frequency",
         "every_n_steps": "checkpoint_every_n_steps",
@@ -293,7 +294,8 @@ class TrainingConfigBuilder:
         return self._with("with_logging", kwargs)
 
     def with_checkpointing(self, **kwargs: Unpack[CheckpointingKwargs]) -> Self:
-        """``checkpoint_dir``, ``frequency`` (epochs), ``keep_last_n``, ``every_n_steps``, ``save_best``, ``resume_from``."""
+        """``checkpoint_dir``, ``frequency`` (epochs), ``keep_last_n``, ``every_n_steps``, ``save_best``, ``resume_from``,
+        ``overwrite``."""
         return self._with("with_checkpointing", kwargs)
 
     def with_optimization(self, **kwargs: Unpack[OptimizationKwargs]) -> Self:

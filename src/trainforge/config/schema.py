@@ -75,6 +75,7 @@ class TrainingConfigKwargs(TypedDict, total=False):
     keep_last_n: int | None
     save_best: bool
     resume_from_checkpoint: PathLike | None
+    overwrite: bool
     output_dir: PathLike | None
     run_name: str | None
     use_wandb: bool
@@ -169,6 +170,9 @@ class TrainingConfig:
     keep_last_n: int | None = None  # rotate epoch checkpoints; best.pt is never rotated away
     save_best: bool = True
     resume_from_checkpoint: str | None = None  # a path, or "auto" for the latest in checkpoint_dir
+    # A fresh run refuses a checkpoint_dir or run directory that holds another run; True removes that run's files
+    # (only trainforge's own: checkpoints, run records) first.
+    overwrite: bool = False
     # --- run and logging
     output_dir: str | None = None  # None -> runs/<run_name>
     run_name: str | None = None  # None -> a unique generated name

@@ -19,6 +19,7 @@ from typing import Any
 from trainforge.config import optimizers as optimizer_names
 from trainforge.config._suggest import closest, quote_list
 from trainforge.errors import bounded_repr
+from trainforge.safe_paths import NAME_RULE, is_safe_name
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16-mixed", "fp16-mixed")
@@ -261,9 +262,9 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("output_dir", _non_empty, "must be a non-empty path or None", "use a directory such as './runs/exp-1', or None."),
     (
         "run_name",
-        lambda v: bool(v.strip()) and "/" not in v and "\\" not in v,
-        "must be a non-empty name without '/' or '\\'",
-        "use a name such as 'exp-1' (it becomes a directory name).",
+        is_safe_name,
+        f"must be one plain name ({NAME_RULE})",
+        "use a name such as 'exp-1' (it becomes the directory runs/<run_name> and exports/<run_name>).",
     ),
     ("wandb_project", _non_empty, "must be a non-empty name or None", "use a project name, or None for 'trainforge'."),
     ("log_every_n_steps", _at_least_1, "must be at least 1", "use a value such as 10."),

@@ -26,10 +26,12 @@ def export_after_training(model: nn.Module, task: TaskSpec, training_config: Tra
     is trained and stays in ``results['final_model_state']`` and the checkpoints.
     """
     from trainforge.export.bundle import ExportWarning, export_bundle
+    from trainforge.safe_paths import inside
 
     cfg = training_config
     out_dir = Path(cfg.export_dir) / run_name
     try:
+        inside(cfg.export_dir, out_dir)  # (run_name is one plain name: the bundle is always below export_dir)
         manifest = export_bundle(model, task, out_dir, cfg.export_formats, model_config=model_config,
                                  training_config=cfg, tokenizer=tokenizer, run_name=run_name)
     except Exception as exc:  # a bundle-level failure (e.g. no room even for the manifest)

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from trainforge.atomic import atomic_write_text
 from trainforge.config import TrainingConfig
+from trainforge.safe_paths import inside
 from trainforge.tasks import TaskSpec
 
 from .isolate import IsolatedWriteError
@@ -502,10 +503,10 @@ def export_bundle(
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*ARTEFACTS.values(), "model.onnx.data", "manifest.json"]:
-        (out / stale).unlink(missing_ok=True)
+        inside(out, out / stale).unlink(missing_ok=True)  # only ever inside the bundle directory
     for leftover in out.glob(".*.tmp"):  # attempt folders of an interrupted export
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(inside(out, leftover), ignore_errors=True)
 
     base = _unwrap(model)
     on_cpu = all(t.device.type == "cpu" for t in [*base.parameters(), *base.buffers()])

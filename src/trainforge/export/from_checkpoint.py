@@ -90,8 +90,14 @@ def export_checkpoint(
     training = ckpt.get("training_config") or None
     if formats is None:
         formats = (training or {}).get("export_formats") or DEFAULT_FORMATS
-    run_name = ckpt.get("run_name") or path.stem
+    from trainforge.checkpoint.ownership import stored_run_name
+    from trainforge.safe_paths import inside, safe_name
+
+    # A name read from the file is a directory name only when it is a plain one (else: the file's stem, or "model")
+    run_name = stored_run_name(ckpt, str(path), safe_name(path.stem, "model"))
     target = Path(out_dir) if out_dir is not None else Path("exports") / run_name
+    if out_dir is None:
+        inside("exports", target)  # a name read from a file stays below exports/
     return export_bundle(
         model,
         task,

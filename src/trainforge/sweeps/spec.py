@@ -41,7 +41,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any
 
 from trainforge.config._suggest import closest, quote_list
 from trainforge.errors import ConfigError, bounded_repr
+from trainforge.safe_paths import NAME_RULE, name_problem
 
 METHODS = ("grid", "random", "optuna")
 METHOD_ALIASES = {"bayes": "optuna", "tpe": "optuna"}
@@ -278,16 +278,14 @@ def parse_sweep(data: dict[str, Any], *, source: str | None = None, base_dir: Pa
 
 # One path component: the sweep's name becomes sweeps/<name>, each trial's run_name (<name>-trial-NNNN, itself a
 # directory name: at most 100 characters) and the Optuna study name. The characters are those of a safe run name.
-_COMPONENT = re.compile(r"^[A-Za-z0-9._-]{1,80}$")
-
-
 def check_path_component(value: Any, where: str) -> str | None:
-    """A problem line when ``value`` cannot be used as one file or folder name, else None."""
-    if isinstance(value, str) and _COMPONENT.match(value) and value not in (".", ".."):
+    """A problem line when the sweep name ``value`` cannot name the folder ``sweeps/<name>`` and each trial's
+    run_name ``<name>-trial-NNNN`` (the run-name rule of ``safe_paths``), else None."""
+    why = name_problem(value) or (name_problem(f"{value}-trial-0000") if isinstance(value, str) else None)
+    if why is None:
         return None
-    return (f"{where}: must be one file-name component (letters, digits, '.', '_' and '-' only, at most 80 "
-            f"characters, not '.' or '..'), because it names folders and files, got {bounded_repr(value)}. Fix: "
-            f"e.g. {where.split('.')[-1]}: lr-sweep.")
+    return (f"{where}: it names the directory sweeps/<name> and each trial's run_name '<name>-trial-NNNN', and it "
+            f"{why}, got {bounded_repr(value)}. Fix: use a plain name such as 'lr-sweep' ({NAME_RULE}).")
 
 
 def _name(name: Any, source: str | None, problems: list[str]) -> str:

@@ -38,6 +38,8 @@ def trial_run_spec(spec: SweepSpec, number: int, params: dict[str, Any], sweep_d
     if training.get("checkpoint_dir"):
         training["checkpoint_dir"] = str(out / "checkpoints")
         training["resume_from_checkpoint"] = "auto"
+    else:  # nothing to resume: a re-run of the trial (a retried job) starts its own directory over
+        training["overwrite"] = True
     return run
 
 

@@ -36,6 +36,7 @@ from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.state import TrainState
 
 if TYPE_CHECKING:
+    from trainforge.checkpoint.saver import CheckpointSaver
     from trainforge.config import TrainingConfig
     from trainforge.logging import MultiLogger, ProgressBar
     from trainforge.tasks import TaskSpec
@@ -70,11 +71,10 @@ class Parts:
     callbacks: list[Any]
     logger: MultiLogger
     progress: ProgressBar
-    save_checkpoint: Callable[[TrainState, str], None]
+    saver: CheckpointSaver  # what is written when: epoch, best and step files (checkpoint/saver.py)
     monitor: Monitor  # the metric best.pt follows, and the one rule for "better"
     guard: StepGuard  # non-finite steps: checks, skips, rollbacks, stop (trainer/guard.py)
     pending_rng: dict[str, Any] | None = None  # restored at the matching loop point after a resume
-    flush_checkpoints: Callable[[], None] = lambda: None  # waits for background checkpoint commits (before FIT_END)
     compile_pending: bool = False  # first forward through torch.compile may fail: fall back to eager
     warmup_time_s: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
@@ -114,21 +114,25 @@ def fit(p: Parts, state: TrainState) -> None:
                 p.progress.update(1)
             fire(p.callbacks, Event.STEP_END, state)
             if checkpoint_due:
-                p.save_checkpoint(state, "step")
+                p.saver.step(state)
                 guard.remember(state)
             _poll_preemption(p, state)
             if state.stop_requested or _reached_max_steps(cfg, state):
                 break
         if rolled_back or guard.settle(state):  # (the epoch's, or the run's, last device decisions)
             continue  # restart the restored epoch at the restored position
-        if state.stop_requested and not _epoch_finished(p, state):
-            # Interrupted mid-epoch (not at the planned end): keep a resumable position, no partial epoch row.
-            p.save_checkpoint(state, "step")
+        if (state.stop_requested or _reached_max_steps(cfg, state)) and not _epoch_finished(p, state):
+            # Interrupted or capped mid-epoch: the epoch stays unfinished, so a resume (with a larger max_steps)
+            # continues it. The resumable position is saved first; a max_steps stop then reports the numbers of
+            # the partial epoch (a row marked partial_epoch; not a checkpoint, not a candidate for best).
+            p.saver.step(state)
+            if not state.stop_requested:
+                _end_epoch(p, state, time.perf_counter() - started, partial=True)
             break
         _end_epoch(p, state, time.perf_counter() - started)
         if state.epoch < cfg.epochs and not state.stop_requested and not _reached_max_steps(cfg, state):
             guard.remember(state)  # the next epoch's rollback point; after the last epoch it would be a wasted copy
-    p.flush_checkpoints()  # FIT_END observers find every checkpoint complete under its final name
+    p.saver.flush()  # FIT_END observers find every checkpoint complete under its final name
     fire(p.callbacks, Event.FIT_END, state)
 
 
@@ -241,14 +245,20 @@ def _step_optimizer(p: Parts, window_loss: Tensor) -> tuple[Tensor | None, bool 
     return grad_norm, ok, host_loss
 
 
-def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
-    """Validation, the epoch's row, best tracking, callbacks, then epoch/best checkpoints."""
+def _end_epoch(p: Parts, state: TrainState, elapsed_s: float, partial: bool = False) -> None:
+    """Validation, the epoch's row, best tracking, callbacks, then epoch/best checkpoints.
+
+    ``partial``: the run ends mid-epoch at max_steps; the row (marked ``partial_epoch``) reports the numbers so far,
+    while the counters stay mid-epoch (its checkpoint was written before) and nothing is saved or made best."""
     cfg = p.cfg
-    state.epoch += 1
-    state.batches_in_epoch = 0
+    if not partial:
+        state.epoch += 1
+        state.batches_in_epoch = 0
     loss_sum, targets = (p.dist.sum(x) for x in state.epoch_sums())
     n_targets = int(targets.item())
-    row: dict[str, Any] = {"epoch": state.epoch, "step": state.global_step}
+    row: dict[str, Any] = {"epoch": state.epoch + int(partial), "step": state.global_step}
+    if partial:
+        row["partial_epoch"] = True
     row["train/loss"] = float(loss_sum.item()) / n_targets if n_targets else math.nan  # no finite step: NaN
     eval_started = time.perf_counter()
     if p.val_loader is not None:
@@ -269,18 +279,17 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float) -> None:
         row["non_finite"] = bad  # e.g. "val/loss": this epoch cannot be the best one
     state.history.append(row)
     state.last_metrics = row
-    improved = p.monitor.improved(state.best_metric, p.monitor.value(row))
+    improved = not partial and p.monitor.improved(state.best_metric, p.monitor.value(row))
     if improved:
         state.best_metric, state.best_epoch = p.monitor.value(row), state.epoch
     fire(p.callbacks, Event.EPOCH_END, state)
-    state.reset_epoch_sums(p.device)
     p.logger.log_epoch(row, state.global_step)
+    if partial:
+        return
+    state.reset_epoch_sums(p.device)
     _poll_preemption(p, state)  # a signal during validation: this epoch's checkpoint is the final one
     final = state.epoch >= cfg.epochs or state.stop_requested or _reached_max_steps(cfg, state)
-    if state.epoch % cfg.checkpoint_frequency == 0 or final:
-        p.save_checkpoint(state, "epoch")
-    if improved and cfg.save_best:
-        p.save_checkpoint(state, "best")
+    p.saver.epoch_end(state, is_best=improved, final=final)  # the saver decides the files and their order
 
 
 def _epoch_batches(p: Parts, state: TrainState) -> Iterator[Mapping[str, Tensor]]:
@@ -331,9 +340,8 @@ def _windows(
 
 
 def _epoch_finished(p: Parts, state: TrainState) -> bool:
-    """True when no batches of the current epoch remain (or the length is unknown and max_steps ended it)."""
-    if _reached_max_steps(p.cfg, state):
-        return True
+    """True when no batches of the current epoch remain (False when the length is unknown: a stream stopped by
+    max_steps stays mid-pass, and a resume continues the pass)."""
     try:
         if p.sampler is None:
             full = len(p.train_loader)

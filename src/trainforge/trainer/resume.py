@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,19 @@ from trainforge.trainer.state import TrainState
 
 __all__ = ["RunCheckpoint", "config_dict", "find_checkpoint", "rebase_position"]
 
-# Config fields whose change between a checkpoint and a resumed run is expected, so not warned about.
+# Optimisation settings a resumed run applies to the restored optimizer and schedule (logged old -> new, not
+# warned about: the user asked for them). The schedule's length follows epochs/max_steps and is logged too.
+APPLIED_ON_RESUME = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
+                     "lr_schedule", "warmup_ratio", "warmup_steps", "min_lr_ratio")
+# Fields that do not change the training math (where files go, what is logged or kept, when to stop or save, which
+# epoch is "best"): changing them on resume still gives the uninterrupted run's steps, so no warning.
 _RESUME_FREE = {"epochs", "max_steps", "resume_from_checkpoint", "run_name", "output_dir", "progress_bar", "notes",
                 "use_wandb", "wandb_project", "wandb_entity", "tags", "export_bundle", "export_formats", "export_dir",
-                "log_every_n_steps", "checkpoint_dir", "keep_last_n", "on_checkpoint_error"}
+                "log_every_n_steps", "checkpoint_dir", "keep_last_n", "on_checkpoint_error", "checkpoint_frequency",
+                "checkpoint_every_n_steps", "save_best", "overwrite", "track_runs", "plots", "loggers",
+                "dashboard_min_interval_s", "early_stopping_patience", "early_stopping_min_delta", "monitor",
+                "monitor_mode", "num_workers", "max_val_samples", "nan_max_consecutive", "nan_lr_factor",
+                "nan_max_rollbacks", *APPLIED_ON_RESUME}
 
 
 @dataclass
@@ -62,6 +71,9 @@ class RunCheckpoint:
     skeleton: nn.Module | None = None
     run_name: str | None = None
     guard: Any = None  # the StepGuard: its state (and, inside a NaN streak, the last good snapshot) is saved too
+    run_id: str | None = None
+    total_steps: int | None = None  # the schedule's length: a resumed run logs a change
+    applied: list[str] = field(default_factory=list)  # the last restore's "setting: old -> new" lines
 
     def payload(self, state: TrainState, kind: str) -> dict[str, Any]:
         """The checkpoint dict (``kind``: epoch, step, best or snapshot)."""
@@ -75,6 +87,7 @@ class RunCheckpoint:
             "trainforge_version": __version__,
             "kind": kind,
             "run_name": self.run_name,
+            "run_id": self.run_id,  # the run's identity: a fresh run never writes into a directory holding another
             "model": canonical_state_dict(model_state),
             "optimizer": optim_state,
             "optimizer_class": type(self.optimizer).__qualname__,  # a resume with another optimizer is refused
@@ -88,6 +101,7 @@ class RunCheckpoint:
             "world_size": self.dist.world_size,  # with samples_per_batch: the position on another world size
             "strategy": self.dist.strategy,  # informational: every strategy writes the one-process format
             "samples_per_batch": self.samples_per_batch,
+            "total_steps": self.total_steps,
             "callbacks": {callback_key(cb, i): cb.state_dict() for i, cb in enumerate(self.callbacks)
                           if hasattr(cb, "state_dict")},
             "training_config": self.training_config.to_dict(),
@@ -119,6 +133,7 @@ class RunCheckpoint:
                                   f"{current_class}: its state cannot continue another optimizer. Fix: resume with "
                                   f"the same optimizer (TrainingConfig.optimizer or Trainer(optimizer=...)), or load "
                                   "only the weights and start a new run.")
+        fresh_groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         try:
             if self.skeleton is not None:
                 fsdp.load_full_optimizer_state(self.model, self.optimizer, ckpt["optimizer"])
@@ -128,6 +143,8 @@ class RunCheckpoint:
             raise CheckpointError(f"The optimizer state in {source!r} does not fit this model's parameters ({exc}). "
                                   "Fix: resume with the same model and weight_decay grouping.") from exc
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        saved_cfg = ckpt.get("training_config", {})
+        self.applied = self._apply_current_settings(fresh_groups, saved_cfg, ckpt.get("total_steps"))
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         state.load_state_dict(ckpt["state"], self.device)
@@ -136,10 +153,63 @@ class RunCheckpoint:
         for i, cb in enumerate(self.callbacks):
             if hasattr(cb, "load_state_dict") and callback_key(cb, i) in saved:
                 cb.load_state_dict(saved[callback_key(cb, i)])
-        _warn_config_drift(ckpt.get("training_config", {}), self.training_config.to_dict(), source)
+        _warn_config_drift(saved_cfg, self.training_config.to_dict(), source)
+        self._check_data_size(ckpt, state, source)
+        cfg = self.training_config
+        if (cfg.max_steps is not None and state.global_step >= cfg.max_steps) or state.epoch >= cfg.epochs:
+            warnings.warn(f"{source!r} is already at step {state.global_step}, epoch {state.epoch}: with epochs="
+                          f"{cfg.epochs}, max_steps={cfg.max_steps} there is nothing left to train. Fix: raise "
+                          "epochs or max_steps to continue the run.", stacklevel=3)
         rng: dict[str, Any] = ckpt["rng"]
         return rng
 
+
+    def _apply_current_settings(self, fresh_groups: list[dict[str, Any]], saved_cfg: dict[str, Any],
+                                saved_total: int | None) -> list[str]:
+        """Put the current config's optimisation settings into the restored optimizer and schedule.
+
+        The restored state carries the old run's hyperparameters; the freshly built optimizer (``fresh_groups``,
+        captured before the load) carries the current ones. Every group hyperparameter is taken from the fresh
+        one; the learning rate scales the restored base rates by new/old (so a NaN-guard reduction is kept), and
+        the rate at the current step is recomputed with the current schedule (its shape and warmup come from the
+        current config: the schedule's function is never saved). Returns the "name: old -> new" lines.
+        """
+        cfg = self.training_config
+        lines = [f"{k}: {saved_cfg[k]!r} -> {getattr(cfg, k)!r}" for k in APPLIED_ON_RESUME
+                 if k in saved_cfg and saved_cfg[k] != getattr(cfg, k)]
+        if saved_total is not None and self.total_steps is not None and saved_total != self.total_steps:
+            lines.append(f"schedule length (optimizer steps, from epochs/max_steps): {saved_total} -> "
+                         f"{self.total_steps}")
+        groups = self.optimizer.param_groups
+        if len(groups) == len(fresh_groups):
+            for group, fresh in zip(groups, fresh_groups):
+                group.update({k: v for k, v in fresh.items() if k not in ("lr", "initial_lr")})
+        old_lr, sched = saved_cfg.get("learning_rate"), self.scheduler
+        ratio = cfg.learning_rate / old_lr if isinstance(old_lr, (int, float)) and old_lr > 0 else 1.0
+        # (only when something changed: an unchanged resume keeps the restored rates bit for bit)
+        if lines and hasattr(sched, "base_lrs") and hasattr(sched, "lr_lambdas"):  # LambdaLR: trainforge's
+            sched.base_lrs = [base * ratio for base in sched.base_lrs]
+            for group, base, factor in zip(groups, sched.base_lrs, sched.lr_lambdas):
+                group["initial_lr"] = base
+                # the rate the current schedule gives at this step (last_epoch counts the steps taken)
+                group["lr"] = base * factor(sched.last_epoch)
+            sched._last_lr = [group["lr"] for group in groups]
+        if lines and self.dist.is_main:
+            print("[trainforge] resume applies the current optimisation settings: " + "; ".join(lines))
+        return lines
+
+    def _check_data_size(self, ckpt: dict[str, Any], state: TrainState, source: str) -> None:
+        """A mid-epoch position is a count of samples into this epoch's order, which depends on the dataset's
+        size: with another size the rest of the epoch cannot be mapped onto the samples already seen."""
+        saved = (ckpt.get("sampler") or {}).get("num_samples")
+        now = getattr(self.sampler, "num_samples", None)
+        if state.batches_in_epoch == 0 or saved is None or now is None or int(saved) == int(now):
+            return
+        warnings.warn(f"Resuming mid-epoch from {source!r}, which was written with {int(saved)} training samples, on "
+                      f"{int(now)} samples: this epoch's shuffled order depends on the dataset size, so the rest of "
+                      f"epoch {state.epoch + 1} is not the rest of the interrupted one (some samples are seen twice "
+                      "this epoch, others not at all). Fix: resume with the same training data, or resume from an "
+                      "epoch-end checkpoint (epoch_N.pt) when the data changed.", stacklevel=4)
 
 def find_checkpoint(resume: str | Path | None, checkpoint_dir: str | Path | None) -> dict[str, Any] | None:
     """The checkpoint ``resume`` names (a path, or ``"auto"``: the newest readable one in ``checkpoint_dir``),
@@ -150,7 +220,9 @@ def find_checkpoint(resume: str | Path | None, checkpoint_dir: str | Path | None
         if checkpoint_dir is None:
             raise ConfigError(["resume_from='auto' needs checkpoint_dir to search. Fix: set checkpoint_dir, "
                                "or pass the checkpoint's path."], what="Trainer.train")
-        for candidate in ranked_checkpoints(checkpoint_dir):  # newest first; unreadable ones are skipped, warned
+        # most advanced first, best.pt included (it may be newer than every epoch file: see checkpoint/saver.py);
+        # unreadable ones are skipped, warned
+        for candidate in ranked_checkpoints(checkpoint_dir, include_best=True):
             try:
                 checkpoint = safe_load(candidate)
             except CheckpointError as exc:

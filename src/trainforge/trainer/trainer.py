@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -22,8 +21,9 @@ from trainforge.checkpoint.io import (
     atomic_write_text,
     canonical_state_dict,
 )
-from trainforge.checkpoint.manager import BEST, CheckpointManager, epoch_path, step_path
+from trainforge.checkpoint.ownership import claim_directories, new_run_id, stored_run_name, write_run_record
 from trainforge.checkpoint.rng import seed_everything
+from trainforge.checkpoint.saver import CheckpointSaver
 from trainforge.config import TrainingConfig
 from trainforge.data.collators import get_collator
 from trainforge.data.inputs import as_dataset, label_alias_note, limit_samples, split_dataset
@@ -41,8 +41,9 @@ from trainforge.data.tokenizers import check_vocab, save_tokenizer
 from trainforge.distributed import fsdp
 from trainforge.distributed.env import DistEnv, from_environment
 from trainforge.distributed.sampling import EvalShardSampler
-from trainforge.errors import CheckpointError, ConfigError, DataError, TrainforgeError
+from trainforge.errors import ConfigError, DataError, TrainforgeError
 from trainforge.notebook.guardrails import check_not_data_parallel, check_notebook_strategy, notebook_device
+from trainforge.safe_paths import inside
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
@@ -174,16 +175,20 @@ class Trainer:
         state.reset_epoch_sums(device)
 
         states = RunCheckpoint(model, optimizer, scheduler, scaler, callbacks, cfg, task, self.model_config, dist_env,
-                               sampler, samples_per_batch, device, skeleton=skeleton)
+                               sampler, samples_per_batch, device, skeleton=skeleton, total_steps=total_steps)
         resume = resume_from if resume_from is not None else cfg.resume_from_checkpoint
         checkpoint = find_checkpoint(resume, cfg.checkpoint_dir)
         pending_rng = None
         run_name = cfg.run_name
+        run_id = new_run_id()
         if checkpoint is not None:
             pending_rng = states.restore(checkpoint, state)
             rebase_position(checkpoint, state, samples_per_batch, dist_env, device)
-            run_name = run_name or checkpoint.get("run_name")
+            if isinstance(checkpoint.get("run_id"), str):
+                run_id = checkpoint["run_id"]  # the same run, continued
+            run_name = run_name or stored_run_name(checkpoint, checkpoint["_path"], f"run-{run_id[:12]}")
         run_name = states.run_name = run_name or _new_run_name()
+        states.run_id = run_id
         run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / run_name
 
         tokenizer = getattr(train_loader, "tokenizer", None)
@@ -211,8 +216,14 @@ class Trainer:
 
         from trainforge.logging import ProgressBar, build_loggers  # after validation: no files for bad input
 
-        if dist_env.is_main:
+        if dist_env.is_main:  # one run per directory: before step 0 and before this run writes anything
+            removed = claim_directories(cfg.checkpoint_dir, run_dir, run_id=run_id, resumed=checkpoint is not None,
+                                        may_start_over=str(resume) == "auto", overwrite=cfg.overwrite)
+            if removed:
+                print(f"[trainforge] overwrite=True: removed {len(removed)} files of the earlier run "
+                      f"({', '.join(Path(p).name for p in removed[:6])}{' ...' if len(removed) > 6 else ''}).")
             _write_run_files(run_dir, cfg, task, self.model_config)
+            write_run_record(run_dir, run_id, run_name)
             if tokenizer is not None:
                 save_tokenizer(tokenizer, run_dir / "tokenizer")
         progress = ProgressBar(total=total_steps, desc=run_name, enabled=cfg.progress_bar and dist_env.is_main,
@@ -249,50 +260,26 @@ class Trainer:
             logger.log_epoch(row, int(row.get("step", 0)))
 
         forward_model = _wrap(model, cfg, dist_env, device)
-        manager = CheckpointManager(cfg.checkpoint_dir, cfg.keep_last_n) if cfg.checkpoint_dir else None
-        checkpoint_errors: list[str] = []
-        observed = _observes_checkpoints(callbacks)
 
-        def report(call: Callable[[], object]) -> bool:
-            """Run a checkpoint call; its CheckpointError is recorded and warned about, or stops the run."""
-            try:
-                call()
-            except CheckpointError as exc:  # training goes on; the user hears about it and in results
-                checkpoint_errors.append(str(exc))
-                if cfg.on_checkpoint_error == "stop":
-                    raise CheckpointError(f"{exc} Training stopped (on_checkpoint_error='stop'); resume with "
-                                          "resume_from='auto' once the disk is fixed.") from exc
-                warnings.warn(str(exc), stacklevel=3)
-                return False
-            return True
-
-        def save(st: TrainState, kind: str) -> None:
-            if manager is None:
-                return
+        def build(st: TrainState, kind: str) -> dict[str, Any] | None:
             # Checkpoints hold the epoch's running sums over all ranks, so they resume on any world size.
             sums = tuple(dist_env.sum(x) for x in st.epoch_sums()) if dist_env.enabled else None
             # FSDP: gathering the full model and optimizer state is collective, so every rank builds the payload
-            payload = states.payload(st, kind) if dist_env.is_main or dist_env.sharded else {}
-            if dist_env.is_main:
-                path = {"epoch": epoch_path(manager.directory, st.epoch), "step": step_path(manager.directory,
-                        st.global_step), "best": manager.directory / BEST}[kind]
-                if sums is not None:
-                    payload["state"].update(epoch_loss_sum=sums[0].cpu(), epoch_targets=sums[1].cpu())
+            payload = states.payload(st, kind) if dist_env.is_main or dist_env.sharded else None
+            if not dist_env.is_main or payload is None:
+                return None
+            if sums is not None:
+                payload["state"].update(epoch_loss_sum=sums[0].cpu(), epoch_targets=sums[1].cpu())
+            return payload
 
-                def write() -> None:
-                    manager.save(payload, path)  # fsync and rename go on on the commit thread
-                    if observed:  # CHECKPOINT_SAVED promises the file is complete under its final name
-                        manager.wait()
+        def saved(st: TrainState, path: Path) -> None:
+            st.checkpoint_path = str(path)
+            fire(callbacks, Event.CHECKPOINT_SAVED, st)
 
-                report(manager.check)  # an earlier commit that failed on the commit thread; this save goes on
-                if report(write):
-                    st.checkpoint_path = str(path)
-                    fire(callbacks, Event.CHECKPOINT_SAVED, st)
-            dist_env.barrier()
-
-        def flush_checkpoints() -> None:  # before FIT_END: the run's files are all in place when it ends
-            if manager is not None:
-                report(manager.wait)
+        saver = CheckpointSaver(cfg.checkpoint_dir, build=build, checkpoint_frequency=cfg.checkpoint_frequency,
+                                keep_last_n=cfg.keep_last_n, save_best=cfg.save_best, on_saved=saved,
+                                wait_each=_observes_checkpoints(callbacks), on_error=cfg.on_checkpoint_error,
+                                barrier=dist_env.barrier, run_id=run_id)
 
         params = [p for p in model.parameters() if p.requires_grad]
 
@@ -308,13 +295,13 @@ class Trainer:
 
         def save_step(st: TrainState) -> str | None:  # the guard's stop path: the restored good state
             st.checkpoint_path = None
-            save(st, "step")
+            saver.step(st)
             return st.checkpoint_path
 
         guard = states.guard = StepGuard(
             enabled=cfg.nan_guard, max_consecutive=cfg.nan_max_consecutive, lr_factor=cfg.nan_lr_factor,
             max_rollbacks=cfg.nan_max_rollbacks, optimizer=optimizer, params=params, lr_scale=lr_scale,
-            snapshot=snapshot, restore=restore, save=save_step if manager is not None else None,
+            snapshot=snapshot, restore=restore, save=save_step if cfg.checkpoint_dir else None,
             on_device=decides_on_device(optimizer, dist_env.enabled or dist_env.sharded, scaler is not None),
             scaled=scaler is not None, agree=dist_env.sum if dist_env.enabled else None,
             say=progress.write if dist_env.is_main else (lambda line: None))
@@ -325,8 +312,7 @@ class Trainer:
             scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loader=val_loader,
             samples_per_batch=samples_per_batch,
             device=device, autocast=autocast_factory(precision, device), dist=dist_env, callbacks=callbacks,
-            logger=logger, progress=progress, save_checkpoint=save, flush_checkpoints=flush_checkpoints,
-            monitor=monitor, guard=guard,
+            logger=logger, progress=progress, saver=saver, monitor=monitor, guard=guard,
             pending_rng=pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
             params=params,
             every_target_counts=every_target_counts(train_loader, task),
@@ -342,7 +328,7 @@ class Trainer:
             with preemption:
                 fit(parts, state)
         except BaseException as exc:
-            _finish_commits(manager, checkpoint_errors)  # an interrupted run's last checkpoint is durable first
+            saver.abort()  # an interrupted run's last checkpoint is durable first
             state.exception = exc
             fire(callbacks, Event.EXCEPTION, state)
             progress.close()
@@ -359,8 +345,7 @@ class Trainer:
                     f"the model's vocab_size / num_classes (TaskSpec vocab_size={task.vocab_size})."
                 ) from exc
             raise
-        if manager is not None:
-            manager.close()  # FIT_END waited for the commits: this only stops the commit thread
+        saver.close()  # FIT_END waited for the commits: this only stops the commit thread
         progress.close()
         # FSDP: the full weights, gathered to rank 0 (other ranks get {}); the plain module's keys either way
         final_state = fsdp.full_model_state(model) if dist_env.sharded else None
@@ -369,7 +354,7 @@ class Trainer:
             training_time_s=time.perf_counter() - started,
             extras={"precision": precision, "attention_implementation": attention, "sdpa_kernels": kernels,
                     "loss_mode": mode, "device": str(device), "world_size": dist_env.world_size,
-                    "strategy": dist_env.strategy, "checkpoint_errors": checkpoint_errors, "run_name": run_name,
+                    "strategy": dist_env.strategy, "checkpoint_errors": saver.errors, "run_name": run_name,
                     "skipped_steps": len(guard.records), "skipped_step_records": list(guard.records),
                     "nan_rollbacks": guard.rollbacks, "preempted": preemption.received is not None},
         )
@@ -522,20 +507,6 @@ def _observes_checkpoints(callbacks: Sequence[Any]) -> bool:
     return False
 
 
-def _finish_commits(manager: CheckpointManager | None, errors: list[str]) -> None:
-    """The run is ending with an exception: its queued checkpoints reach the disk before the exception leaves
-    ``train`` (the process may exit right after). A failed commit is recorded and warned about, never raised over
-    the run's own exception."""
-    if manager is None:
-        return
-    try:
-        manager.close()
-    except CheckpointError as exc:
-        errors.append(str(exc))
-        with contextlib.suppress(Warning):  # warnings turned into errors must not replace the run's exception
-            warnings.warn(str(exc), stacklevel=3)
-
-
 def _new_run_name() -> str:
     return f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
@@ -579,9 +550,9 @@ def _write_run_files(run_dir: Path, cfg: TrainingConfig, task: TaskSpec, model_c
     from trainforge.config._yaml import yaml_dumps
 
     run_dir.mkdir(parents=True, exist_ok=True)  # each record is written atomically: old file or whole new one
-    atomic_write_text(run_dir / "config.yaml", yaml_dumps(cfg.to_dict()))
-    atomic_write_text(run_dir / "task_spec.json", json.dumps(task.to_dict(), indent=2))
-    atomic_write_text(run_dir / "model_config.json", json.dumps(config_dict(model_config), indent=2))
+    atomic_write_text(inside(run_dir, run_dir / "config.yaml"), yaml_dumps(cfg.to_dict()))
+    atomic_write_text(inside(run_dir, run_dir / "task_spec.json"), json.dumps(task.to_dict(), indent=2))
+    atomic_write_text(inside(run_dir, run_dir / "model_config.json"), json.dumps(config_dict(model_config), indent=2))
 
 
 __all__ = ["Trainer", "TrainforgeError"]
