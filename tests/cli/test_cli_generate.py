@@ -35,11 +35,12 @@ def test_train_prints_a_sample_and_the_plot_then_generate_continues_the_prompt_r
     assert first.stdout.startswith("def main(") and first.stdout == again.stdout  # a run name works too
     assert len(first.stdout.encode()) >= len("def main(") + 20  # bytes: ~40 new ones, a few may merge into U+FFFD
     assert "generating from runs/gen/model.pt" in first.stderr
-    # From a checkpoint file: the model from its model_config, the tokenizer from its run directory's records.
-    ckpt = trainforge("generate", "ck/epoch_1.pt", "--prompt", "import ", "--max-new-tokens", "10",
+    # From a checkpoint file (max_steps=12 stops mid-epoch: a step file): the model from its model_config, the
+    # tokenizer from its run directory's records.
+    ckpt = trainforge("generate", "ck/step_00000012.pt", "--prompt", "import ", "--max-new-tokens", "10",
                       "--temperature", "0")
     assert ckpt.returncode == 0, ckpt.stderr
-    assert ckpt.stdout.startswith("import ") and "generating from ck/epoch_1.pt" in ckpt.stderr
+    assert ckpt.stdout.startswith("import ") and "generating from ck/step_00000012.pt" in ckpt.stderr
 
 
 def test_generate_explains_what_is_missing(capsys):

@@ -175,3 +175,20 @@ def test_fields_without_a_lightning_meaning_are_refused_by_name_before_fitting(l
     # Refused before anything was built or written: no run directory, no checkpoint folder, the model unchanged.
     assert not (tmp_path / "run").exists() and not (tmp_path / "ck").exists()
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_a_second_run_into_the_same_run_directory_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    data = torch.randint(0, 32, (16, 16), generator=torch.Generator().manual_seed(0))
+
+    def run(**fields: Any) -> dict[str, Any]:
+        cfg = quiet_config(epochs=1, device="cpu", output_dir=str(tmp_path / "run"), track_runs=False, plots=False,
+                           **fields)
+        model = torch.nn.Sequential(torch.nn.Embedding(32, 16), torch.nn.Linear(16, 32))
+        return TrainingCoordinator(cfg, lm_task()).train(model, train_data=data)
+
+    run()
+    first_id = json.loads((tmp_path / "run" / "run.json").read_text())["run_id"]
+    with pytest.raises(ConfigError, match="already holds another run.*overwrite=True"):
+        run()
+    run(overwrite=True)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["run_id"] != first_id

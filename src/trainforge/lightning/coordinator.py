@@ -220,9 +220,15 @@ class TrainingCoordinator:
         from trainforge import __version__
         from trainforge.logging.csv_logger import CSVLogger
         from trainforge.trainer.resume import config_dict
+        from trainforge.checkpoint.ownership import claim_directories, new_run_id, write_run_record
         from trainforge.trainer.trainer import _write_run_files
 
+        # One run per run directory, as on the Trainer path: another run's records stop this one before fitting
+        # (overwrite=True removes them first). Its .ckpt files never mix: checkpoint_paths lists only this run's.
+        run_id = new_run_id()
+        claim_directories(None, run_dir, run_id=run_id, resumed=False, may_start_over=False, overwrite=cfg.overwrite)
         _write_run_files(run_dir, cfg, task, model_config)
+        write_run_record(run_dir, run_id, run_name)
         records: list[Any] = [CSVLogger(run_dir)]
         tracker = None
         if cfg.track_runs:

@@ -181,9 +181,11 @@ class RunCheckpoint:
             lines.append(f"schedule length (optimizer steps, from epochs/max_steps): {saved_total} -> "
                          f"{self.total_steps}")
         groups = self.optimizer.param_groups
-        if len(groups) == len(fresh_groups):
+        # Only the hyperparameters the config sets, and only when a setting changed: a schedule of the user's may
+        # drive others (OneCycleLR cycles momentum), and an unchanged resume keeps the restored groups bit for bit.
+        if lines and len(groups) == len(fresh_groups):
             for group, fresh in zip(groups, fresh_groups):
-                group.update({k: v for k, v in fresh.items() if k not in ("lr", "initial_lr")})
+                group.update({k: v for k, v in fresh.items() if k in _CONFIG_GROUP_KEYS})
         old_lr, sched = saved_cfg.get("learning_rate"), self.scheduler
         ratio = cfg.learning_rate / old_lr if isinstance(old_lr, (int, float)) and old_lr > 0 else 1.0
         # (only when something changed: an unchanged resume keeps the restored rates bit for bit)
@@ -210,6 +212,9 @@ class RunCheckpoint:
                       f"epoch {state.epoch + 1} is not the rest of the interrupted one (some samples are seen twice "
                       "this epoch, others not at all). Fix: resume with the same training data, or resume from an "
                       "epoch-end checkpoint (epoch_N.pt) when the data changed.", stacklevel=4)
+
+_CONFIG_GROUP_KEYS = ("weight_decay", "betas", "eps")  # the optimizer-group values TrainingConfig sets (lr: below)
+
 
 def find_checkpoint(resume: str | Path | None, checkpoint_dir: str | Path | None) -> dict[str, Any] | None:
     """The checkpoint ``resume`` names (a path, or ``"auto"``: the newest readable one in ``checkpoint_dir``),
