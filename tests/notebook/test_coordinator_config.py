@@ -87,7 +87,7 @@ def test_run_fields_data_fields_wandb_and_export_are_honoured(lm_blocks, offline
     assert results["loggers"] == ["WandbLogger", "TensorBoardLogger"]
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))  # loggers=["tensorboard"]
     wandb_dir = Path(results["wandb_run_dir"])
-    assert wandb_dir.parent == run_dir / "wandb" and wandb_dir.name.startswith("offline-run-")
+    assert wandb_dir.parent == run_dir.resolve() / "wandb" and wandb_dir.name.startswith("offline-run-")
     records = _wandb_records(wandb_dir)
     wandb_run = records["run"][0].run
     assert (wandb_run.project, wandb_run.display_name, wandb_run.notes, list(wandb_run.tags)) == (
