@@ -175,3 +175,15 @@ def test_fields_without_a_lightning_meaning_are_refused_by_name_before_fitting(l
     # Refused before anything was built or written: no run directory, no checkpoint folder, the model unchanged.
     assert not (tmp_path / "run").exists() and not (tmp_path / "ck").exists()
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_optimizer_by_name_is_honoured_on_the_lightning_path(tmp_path: Path) -> None:
+    data = torch.randint(0, 32, (16, 16), generator=torch.Generator().manual_seed(0))
+    cfg = quiet_config(epochs=1, device="cpu", shuffle=False, optimizer="sgd", optimizer_kwargs={"momentum": 0.5},
+                       track_runs=False, plots=False)
+    coordinator = TrainingCoordinator(cfg, lm_task())
+    model = torch.nn.Sequential(torch.nn.Embedding(32, 16), torch.nn.Linear(16, 32))
+    coordinator.train(model, train_data=data)
+    (optimizer,) = coordinator.module.trainer.optimizers
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert all(group["momentum"] == 0.5 for group in optimizer.param_groups)
