@@ -87,7 +87,7 @@ def test_run_fields_data_fields_wandb_and_export_are_honoured(lm_blocks, offline
     assert results["loggers"] == ["WandbLogger", "TensorBoardLogger"]
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))  # loggers=["tensorboard"]
     wandb_dir = Path(results["wandb_run_dir"])
-    assert wandb_dir.parent == run_dir / "wandb" and wandb_dir.name.startswith("offline-run-")
+    assert wandb_dir.parent == run_dir.resolve() / "wandb" and wandb_dir.name.startswith("offline-run-")
     records = _wandb_records(wandb_dir)
     wandb_run = records["run"][0].run
     assert (wandb_run.project, wandb_run.display_name, wandb_run.notes, list(wandb_run.tags)) == (
@@ -192,3 +192,15 @@ def test_a_second_run_into_the_same_run_directory_is_refused_unless_overwrite(tm
         run()
     run(overwrite=True)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["run_id"] != first_id
+
+
+def test_optimizer_by_name_is_honoured_on_the_lightning_path(tmp_path: Path) -> None:
+    data = torch.randint(0, 32, (16, 16), generator=torch.Generator().manual_seed(0))
+    cfg = quiet_config(epochs=1, device="cpu", shuffle=False, optimizer="sgd", optimizer_kwargs={"momentum": 0.5},
+                       track_runs=False, plots=False)
+    coordinator = TrainingCoordinator(cfg, lm_task())
+    model = torch.nn.Sequential(torch.nn.Embedding(32, 16), torch.nn.Linear(16, 32))
+    coordinator.train(model, train_data=data)
+    (optimizer,) = coordinator.module.trainer.optimizers
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert all(group["momentum"] == 0.5 for group in optimizer.param_groups)

@@ -9,10 +9,8 @@ Coordinator learns them (they are not in ``HONOURED``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from trainforge.config import TrainingConfig
-from trainforge.errors import ConfigError
+from trainforge.errors import ConfigError, bounded_repr
 
 __all__ = ["DATA_FIELDS", "DISPLAY_ONLY", "HONOURED", "check_fields"]
 
@@ -28,6 +26,8 @@ HONOURED = frozenset({
     "checkpoint_every_n_steps", "keep_last_n", "save_best", "on_checkpoint_error", "output_dir", "run_name",
     "use_wandb", "wandb_project", "wandb_entity", "notes", "tags", "log_every_n_steps", "progress_bar", "loggers",
     "track_runs", "plots", "export_bundle", "export_formats", "export_dir", "strategy",
+    "optimizer", "optimizer_kwargs",  # (the module builds its optimizer with the Trainer's build_optimizer)
+    "overwrite",  # (its run directory: one run per directory, as on the Trainer path)
 })
 
 # Applied only when the Coordinator builds the data (train_data=/val_data=); a LightningDataModule builds its own
@@ -59,17 +59,12 @@ def check_fields(cfg: TrainingConfig, *, datamodule_given: bool) -> None:
         if value == defaults.get(name):
             continue
         if datamodule_given and name in DATA_FIELDS:
-            problems.append(f"{name}={_short_repr(value)}: a LightningDataModule builds its own data loaders, so the Coordinator "
+            problems.append(f"{name}={bounded_repr(value)}: a LightningDataModule builds its own data loaders, so the Coordinator "
                             "cannot apply it. Fix: pass the data as train_data=/val_data= (the Coordinator applies "
                             "it then), or apply it inside your datamodule and leave the field at its default")
         elif name not in HONOURED and name not in DISPLAY_ONLY:
             why = _WHY.get(name, f"the Lightning path has no equivalent of this trainforge.Trainer setting. "
                                  f"{_USE_TRAINER}")
-            problems.append(f"{name}={_short_repr(value)}: not applied by TrainingCoordinator: {why}")
+            problems.append(f"{name}={bounded_repr(value)}: not applied by TrainingCoordinator: {why}")
     if problems:
         raise ConfigError(problems, what="TrainingCoordinator")
-
-
-def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -33,7 +33,9 @@ def lightning_loggers(cfg: TrainingConfig, run_name: str, run_dir: Path) -> list
         from lightning.pytorch.loggers import WandbLogger
 
         # WANDB_MODE=offline (or `wandb offline`) keeps the run on disk: wandb reads it from the environment.
-        out.append(WandbLogger(name=run_name, project=cfg.wandb_project or DEFAULT_PROJECT, save_dir=str(run_dir),
+        # An absolute directory: wandb's service process outlives a run and has its own working directory.
+        out.append(WandbLogger(name=run_name, project=cfg.wandb_project or DEFAULT_PROJECT,
+                               save_dir=str(Path(run_dir).resolve()),
                                entity=cfg.wandb_entity, notes=cfg.notes, tags=list(cfg.tags) or None,
                                config=cfg.to_dict()))
     if "tensorboard" in names:
