@@ -62,6 +62,14 @@ def test_ray_tune_sweep_of_2_trials_on_a_local_ray_instance(tmp_path):
         assert Path(result["run_dir"], "config.yaml").is_file()  # each trial has its own run directory
         assert result["pruned"] or Path(result["run_dir"], "metrics.csv").is_file()  # ASHA may stop one early
     assert Path("sweeps/t/results.csv").is_file() and Path("sweeps/t/best_config.yaml").is_file()
+    # Ray's trials take their numbers from the sweep's store, like local and submitted trials: a later
+    # `jobs submit sweep-trial` can never get one of theirs.
+    from trainforge.sweeps.store import SweepStore
+
+    with sqlite3.connect("sweeps/t/sweep.db") as db:
+        taken = dict(db.execute("SELECT number, origin FROM trial_numbers").fetchall())
+    assert sorted(taken) == [0, 1] and set(taken.values()) == {"ray"}
+    assert SweepStore("sweeps/t").allocate_number("submitted") == 2
 
 
 def test_cli_takes_overrides_in_the_form_the_wandb_agent_passes(tmp_path):

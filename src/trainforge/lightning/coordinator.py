@@ -218,9 +218,9 @@ class TrainingCoordinator:
         if not _is_global_zero():
             return [], None
         from trainforge import __version__
+        from trainforge.checkpoint.ownership import claim_directories, new_run_id, write_run_record
         from trainforge.logging.csv_logger import CSVLogger
         from trainforge.trainer.resume import config_dict
-        from trainforge.checkpoint.ownership import claim_directories, new_run_id, write_run_record
         from trainforge.trainer.trainer import _write_run_files
 
         # One run per run directory, as on the Trainer path: another run's records stop this one before fitting

@@ -62,12 +62,14 @@ def search_space(spec: SweepSpec) -> dict[str, Any]:
 class _TuneReport:
     """Callback: every epoch row goes to Ray Tune (which may stop the trial, e.g. ASHA)."""
 
+    def __init__(self, number: int) -> None:
+        self.number = number
+
     def on_epoch_end(self, state: Any) -> None:
         from ray import tune
 
         row = state.history[-1]
-        number = int(tune.get_context().get_trial_id().split("_")[-1])
-        tune.report({"trial_number": number, **{k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        tune.report({"trial_number": self.number, **{k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                      and math.isfinite(float(v))}})
 
 
@@ -80,10 +82,13 @@ def _trainable(config: dict[str, Any], spec_dict: dict[str, Any], sweep_dir: str
     torch.set_num_threads(1)
     spec = SweepSpec.from_dict(spec_dict)
     params = params_of(spec, config)
-    number = int(tune.get_context().get_trial_id().split("_")[-1])
+    # The trial number comes from the sweep's store, like every local or submitted trial's (unique by construction);
+    # Ray's own trial counter keys it, so a restored experiment's trial gets its number again.
+    ray_index = int(tune.get_context().get_trial_id().split("_")[-1])
+    number = SweepStore(sweep_dir).allocate_number("ray", sweep_index=ray_index)
     # Every epoch was reported by _TuneReport; a last report without the sweep's metric would fail Tune's strict
     # metric check (TuneConfig(metric=...)), and _record computes the trial's value from the epoch rows.
-    run_trial(spec, number, params, sweep_dir, callbacks=[_TuneReport()])
+    run_trial(spec, number, params, sweep_dir, callbacks=[_TuneReport(number)])
 
 
 def params_of(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +216,10 @@ def _record(spec: SweepSpec, store: SweepStore, grid: Any) -> int:
         ]
         value, epoch = best_value(rows, spec.metric, spec.goal)
         metrics = result.metrics or {}
-        number = int(metrics.get("trial_number", index))
+        number = metrics.get("trial_number")
+        if number is None:  # failed before its first report: the store's number for its Ray index (taken or new)
+            number = store.allocate_number("ray", sweep_index=int(str(metrics.get("trial_id", index)).split("_")[-1]))
+        number = int(number)
         job_id = queue.submit(KIND, {"sweep": {}, "trial": number, "params": params, "backend": "ray"},
                               max_attempts=1, key=f"ray-{number:05d}")
         job = queue.get(job_id)
