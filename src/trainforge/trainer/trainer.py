@@ -187,7 +187,7 @@ class Trainer:
             if isinstance(checkpoint.get("run_id"), str):
                 run_id = checkpoint["run_id"]  # the same run, continued
             run_name = run_name or stored_run_name(checkpoint, checkpoint["_path"], f"run-{run_id[:12]}")
-        run_name = states.run_name = run_name or _new_run_name()
+        run_name = states.run_name = run_name or _new_run_name(None if cfg.output_dir else Path("runs"))
         states.run_id = run_id
         run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / run_name
 
@@ -507,8 +507,13 @@ def _observes_checkpoints(callbacks: Sequence[Any]) -> bool:
     return False
 
 
-def _new_run_name() -> str:
-    return f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+def _new_run_name(parent: Path | None) -> str:
+    """A fresh run's name: the time and a random tag, drawn again while ``parent/<name>`` exists (a generated name
+    must never lead a fresh run into another run's directory, where it would be refused)."""
+    while True:
+        name = f"run-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        if parent is None or not (parent / name).exists():
+            return name
 
 
 def _config_value(config: Any, key: str) -> Any:
