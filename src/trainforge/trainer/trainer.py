@@ -419,8 +419,9 @@ class Trainer:
             data: any form ``val_data`` accepts; labels are not needed.
             output: ``"logits"`` (the raw logits) or ``"ids"`` (their argmax: class ids, or token ids per position).
 
-        Returns one tensor ``[N, ...]`` when every batch has the same shape after the first dimension, else a list
-        with one tensor per sample (e.g. padded token sequences of different lengths).
+        Returns one tensor ``[N, ...]`` (on the CPU) when every batch has the same shape after the first dimension,
+        else a list with one tensor per sample (e.g. padded token sequences of different lengths). Under torchrun
+        every process predicts all of ``data``.
         """
         from trainforge.trainer.offline import predict_data
 
