@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_prepare_parser(sub)
     add_generate_parser(sub)
+    from trainforge.cli.evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     words = list(argv) if argv is not None else sys.argv[1:]
     if words[:1] == ["train"]:
         # Overrides are free-form (key=value, --key=value, --key value: the forms the W&B agent passes), so
@@ -58,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "presets":
             return _presets()
-        if args.command in ("export", "runs", "sweep", "jobs", "prepare", "generate"):
+        if args.command in ("export", "runs", "sweep", "jobs", "prepare", "generate", "evaluate"):
             return int(args.handler(args))
         if args.nproc is not None and args.nproc > 1:
             from trainforge.distributed.launch import launched_by_torchrun, relaunch, strip_nproc

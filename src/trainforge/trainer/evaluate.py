@@ -11,6 +11,7 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
     from trainforge.trainer.adapter import ModelAdapter
+    from trainforge.trainer.user_metrics import UserMetrics
 
 
 @torch.no_grad()
@@ -22,6 +23,7 @@ def evaluate(
     to_device: Callable[[Mapping[str, Tensor]], dict[str, Tensor]],
     autocast: Callable[[], Any],
     reduce: Callable[[Tensor], Tensor] | None = None,
+    user_metrics: UserMetrics | None = None,
 ) -> dict[str, float]:
     """``{"loss": ..., "perplexity": ..., "accuracy": ...}`` (per the task), token-weighted over all batches.
 
@@ -32,6 +34,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     metrics = task.new_metrics()
+    if user_metrics is not None:
+        user_metrics.reset(next((p.device for p in model.parameters()), None))
     try:
         for raw, counted in _lockstep(model, batches):
             batch = to_device(raw)
@@ -47,11 +51,14 @@ def evaluate(
                 metrics.update_loss(out.loss.float() * count, count)
             else:
                 metrics.update(out.logits, labels)
+                if user_metrics is not None:
+                    user_metrics.update(out.logits, labels)
     finally:
         model.train(was_training)
-    if reduce is not None:
-        return metrics.compute_from(reduce(metrics.tensors()))
-    return metrics.compute()
+    values = metrics.compute_from(reduce(metrics.tensors())) if reduce is not None else metrics.compute()
+    if user_metrics is not None:
+        values.update(user_metrics.compute())
+    return values
 
 
 def _lockstep(model: nn.Module, batches: Iterable[Mapping[str, Tensor]]) -> Iterator[tuple[Mapping[str, Tensor], bool]]:

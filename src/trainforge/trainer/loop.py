@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from trainforge.logging import MultiLogger, ProgressBar
     from trainforge.tasks import TaskSpec
     from trainforge.tracking.telemetry import LoopTelemetry
+    from trainforge.trainer.user_metrics import UserMetrics
 
 
 _NO_SYNC = contextlib.nullcontext()  # reusable (nullcontext keeps no state)
@@ -83,6 +84,7 @@ class Parts:
     batches_on_device: bool = False  # the train loader's batches hold only tensors already on the device
     preemption: Preemption | None = None  # SIGTERM/SIGINT seen during fit: stop at the next step boundary
     telemetry: LoopTelemetry | None = None  # data wait, samples/s, peak memory, MFU at each log line
+    user_metrics: UserMetrics | None = None  # Trainer(metrics=...): logged as val/<name> with the task's
 
 
 def fit(p: Parts, state: TrainState) -> None:
@@ -265,7 +267,7 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float, partial: bool = Fa
         # Under DDP the plain module evaluates: ranks may hold unequal shards, and DDP's forward may sync.
         val = evaluate(
             p.raw_model if p.dist.enabled else p.model, p.val_loader, p.task, p.adapter,
-            lambda b: _to_device(b, p.device), p.autocast, p.dist.sum,
+            lambda b: _to_device(b, p.device), p.autocast, p.dist.sum, p.user_metrics,
         )
         row.update({f"val/{k}": v for k, v in val.items()})
         state.last_metrics = row

@@ -10,6 +10,7 @@ neither become the best epoch nor reset early stopping's patience.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,12 @@ __all__ = ["EPOCH_KEYS", "Monitor", "logged_metrics"]
 EPOCH_KEYS = ("train/loss", "lr", "epoch_time_s", "tokens_per_s")
 
 
-def logged_metrics(task: TaskSpec, has_validation: bool) -> list[str]:
-    """The metric names an epoch row of this run holds: ``train/loss``, ``val/<metric>`` per task metric when there
-    is validation data, then the rate and timing columns."""
+def logged_metrics(task: TaskSpec, has_validation: bool, user_metrics: Iterable[str] = ()) -> list[str]:
+    """The metric names an epoch row of this run holds: ``train/loss``, ``val/<metric>`` per task metric and per
+    user metric (``Trainer(metrics=...)``) when there is validation data, then the rate and timing columns."""
     names = ["train/loss"]
     if has_validation:
-        names += [f"val/{name}" for name in task.metric_names]
+        names += [f"val/{name}" for name in (*task.metric_names, *user_metrics)]
     return names + [k for k in EPOCH_KEYS if k not in names]
 
 
@@ -47,11 +48,11 @@ class Monitor:
     min_delta: float = 0.0
 
     @classmethod
-    def for_run(cls, cfg: TrainingConfig, task: TaskSpec, has_validation: bool, *, what: str = "Trainer.train"
-                ) -> Monitor:
+    def for_run(cls, cfg: TrainingConfig, task: TaskSpec, has_validation: bool, *, what: str = "Trainer.train",
+                user_metrics: Iterable[str] = ()) -> Monitor:
         """The run's monitor; a name the run does not log is refused (with the closest logged name)."""
         monitor = cls(cfg.resolved_monitor(has_validation), cfg.monitor_mode, float(cfg.early_stopping_min_delta))
-        monitor.check(logged_metrics(task, has_validation), has_validation, what=what)
+        monitor.check(logged_metrics(task, has_validation, user_metrics), has_validation, what=what)
         return monitor
 
     def check(self, logged: list[str], has_validation: bool, *, what: str = "Trainer.train") -> None:

@@ -6,7 +6,7 @@ import json
 import secrets
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -63,6 +63,7 @@ from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.results import build_results
 from trainforge.trainer.resume import RunCheckpoint, config_dict, find_checkpoint, rebase_position
 from trainforge.trainer.state import TrainState
+from trainforge.trainer.user_metrics import UserMetrics, check_metrics
 
 
 class Trainer:
@@ -79,6 +80,9 @@ class Trainer:
             parameters, or a factory ``params -> Optimizer`` (called with the trainable parameters).
         scheduler: your own learning-rate schedule instead of the config's: a factory ``optimizer -> LRScheduler``,
             stepped once per optimizer step. Both are saved in checkpoints and resumed exactly.
+        metrics: your own validation metrics, ``{name: metric}``: torchmetrics ``Metric`` objects or any object with
+            ``update(preds, target)`` / ``compute()`` / ``reset()``; logged as ``val/<name>`` and usable as
+            ``monitor`` (what ``update`` receives, and the rule in distributed runs: ``trainer/user_metrics.py``).
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class Trainer:
         callbacks: Sequence[Any] = (),
         optimizer: OptimizerArg = None,
         scheduler: SchedulerFactory = None,
+        metrics: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(config, TrainingConfig) and (training_config is None or isinstance(training_config, TaskSpec)):
             raise ConfigError(
@@ -112,6 +117,7 @@ class Trainer:
             problems.append(f"task_spec: expected a TaskSpec, got {type(task_spec).__qualname__}. "
                             "Fix: e.g. TaskSpec.language_modeling(name='lm', vocab_size=..., max_seq_len=...).")
         problems += _extension_problems(optimizer, scheduler)
+        problems += check_metrics(metrics, task_spec if isinstance(task_spec, TaskSpec) else None)
         if problems:
             raise ConfigError(problems, what="Trainer")
         assert isinstance(task_spec, TaskSpec)
@@ -121,6 +127,7 @@ class Trainer:
         self.task_spec = task_spec
         self.callbacks = list(callbacks)
         self.optimizer, self.scheduler = optimizer, scheduler
+        self.metrics = dict(metrics or {})
         _check_model_config(config, task_spec)
 
     # ------------------------------------------------------------------ train
@@ -145,7 +152,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         train_loader, sampler, samples_per_batch, val_loader = self._loaders(train_data, val_data, dist_env)
-        monitor = Monitor.for_run(cfg, task, has_validation=val_loader is not None)  # a typo fails here, not never
+        monitor = Monitor.for_run(cfg, task, has_validation=val_loader is not None,  # a typo fails here, not never
+                                  user_metrics=self.metrics)
         model = self.model.to(device)
         precision = resolve_precision(cfg.precision, cfg.use_amp, device)
         skeleton = None
@@ -317,6 +325,7 @@ class Trainer:
             params=params,
             every_target_counts=every_target_counts(train_loader, task),
             batches_on_device=batches_on(train_loader, device),
+            user_metrics=UserMetrics(self.metrics, task) if self.metrics else None,
         )
         parts.preemption = preemption = Preemption()  # SIGTERM/SIGINT: stop at a step boundary, with a checkpoint
         from trainforge.tracking.telemetry import LoopTelemetry, flops_per_token, peak_flops
@@ -377,6 +386,31 @@ class Trainer:
                        plots=cfg.plots)
         self.results = results
         return results
+
+    # ------------------------------------------------------ evaluate, predict
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """The validation metrics of the model's current weights on ``data`` (any form ``val_data`` accepts):
+        ``{"val/loss": ..., "val/perplexity": ..., "val/<your metric>": ...}``, the keys of the epoch rows, from
+        the code that validates at each epoch's end. Under torchrun each process evaluates its shard and the
+        metrics are reduced over all of them."""
+        from trainforge.trainer.offline import evaluate_data
+
+        return evaluate_data(self, data)
+
+    def predict(self, data: Any, output: str = "logits") -> Any:
+        """The model's outputs on ``data`` in data order (never shuffled, whatever the config says).
+
+        Args:
+            data: any form ``val_data`` accepts; labels are not needed.
+            output: ``"logits"`` (the raw logits) or ``"ids"`` (their argmax: class ids, or token ids per position).
+
+        Returns one tensor ``[N, ...]`` (on the CPU) when every batch has the same shape after the first dimension,
+        else a list with one tensor per sample (e.g. padded token sequences of different lengths). Under torchrun
+        every process predicts all of ``data``.
+        """
+        from trainforge.trainer.offline import predict_data
+
+        return predict_data(self, data, output)
 
     def _export(self, model: nn.Module, run_name: str, tokenizer: Any) -> dict[str, Any]:
         """The export bundle, after training. Any failure is reported, never raised: the model is trained."""
