@@ -244,14 +244,14 @@ def train_speed(directory: Path, preset: str, batch: int, seq: int, goal: bool, 
     del tokens
     vocab = tf.vocab_size
     timed_steps = plan.speed_steps * (1 if goal else 10)
-    repeats = max(plan.repeats // 2, 1)
+    repeats = plan.repeats + 1  # pairs, alternating which side runs first
     steps = plan.warmup + timed_steps
 
     def run(data: Any) -> float:
         torch.manual_seed(0)
         model = GPT(GPTConfig.from_dict({**MODEL_PRESETS[preset], "vocab_size": vocab, "max_seq_len": seq}))
         cfg = TrainingConfig(epochs=1, max_steps=steps, batch_size=batch, progress_bar=False, log_every_n_steps=10_000,
-                             output_dir=str(work / "d_run"), track_runs=False)
+                             output_dir=str(work / "d_run"), overwrite=True, track_runs=False)
         task = TaskSpec.language_modeling(name="bench", vocab_size=vocab, max_seq_len=seq)
         clock = StepClock()
         with contextlib.redirect_stdout(io.StringIO()):

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from trainforge.data.inputs import PairSamples, Subset, in_order
+from trainforge.data.tokenfile import TokenSamples
 
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
@@ -32,6 +33,8 @@ def every_target_counts(loader: Any, task: TaskSpec) -> bool:
     if task.pad_token_id is not None:
         return False
     base = _base(loader.dataset)
+    if isinstance(base, TokenSamples):  # unsigned token ids (uint16/uint32): never the negative ignore_index
+        return True
     if not isinstance(base, PairSamples) or base.labels is not None or not isinstance(base.inputs, Tensor):
         return False
     ids = base.inputs
@@ -39,9 +42,10 @@ def every_target_counts(loader: Any, task: TaskSpec) -> bool:
 
 
 def is_tensor_backed(dataset: Any) -> bool:
-    """True for ``(inputs[, labels])`` tensor datasets (directly or through a Subset)."""
+    """True for ``(inputs[, labels])`` tensor datasets and the windows of a memory-mapped ``TokenFile`` (directly or
+    through a Subset): whole batches come from one ``__getitems__`` call, so they take this loader."""
     base = _base(dataset)
-    return isinstance(base, PairSamples) and base.tensor_backed
+    return (isinstance(base, PairSamples) and base.tensor_backed) or isinstance(base, TokenSamples)
 
 
 def batches_on(loader: Any, device: torch.device) -> bool:
