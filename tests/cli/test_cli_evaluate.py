@@ -37,7 +37,7 @@ def test_evaluate_a_trained_run_equals_its_epoch_end_validation(capsys):
 
     # a checkpoint file and a text file read with the run's tokenizer; plain output
     Path("some.txt").write_text("def main():\n    return 42\n" * 40)
-    assert main(["evaluate", "ck/epoch_1.pt", "--data", "some.txt"]) == 0
+    assert main(["evaluate", "ck/step_00000006.pt", "--data", "some.txt"]) == 0  # max_steps=6: mid-epoch
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == ["val/loss", "val/perplexity", "val/accuracy"]
     assert all(float(line.split()[1]) > 0 for line in out)
