@@ -15,8 +15,9 @@ How it works, and what it guarantees:
   ``size * (1 - val_fraction)``) goes to ``val.bin``, the rest to ``train.bin``; files are taken in the order given
   (a folder: every ``.txt`` under it, sorted by path). It depends only on the bytes of the files: the same files
   always give the same split, and validation text never appears in training.
-* **Parallel, deterministic.** ``workers`` processes encode chunks; the main process writes the results in chunk
-  order, so the files are identical for any number of workers. Tokens are those of each chunk encoded on its own
+* **Parallel, deterministic.** ``workers`` processes encode chunks (``char``, ``bpe``; byte ids are a cast, done in
+  the main process); the main process writes and hashes the results in chunk order on a writer thread, so the files
+  are identical for any number of workers. Tokens are those of each chunk encoded on its own
   (BPE: of each ~64K-character piece of it): BPE may tokenise the few bytes around such a boundary differently
   from the whole file in one call; decoding ``train.bin`` then ``val.bin`` of one file gives its text back exactly
   (no separator tokens are added).
@@ -303,6 +304,48 @@ def _forget_previous(out: Path) -> None:
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
 
 
+class _Sink:
+    """Writes and hashes encoded chunks on a thread beside the encoding: both release the GIL on large buffers, so
+    the three overlap instead of adding up. At most ``depth`` chunks wait (memory stays flat); a write error is
+    raised in the caller at its next ``put`` or at the end."""
+
+    def __init__(self, files: dict[str, IO[bytes]], digests: dict[str, Any], depth: int = 4) -> None:
+        import queue
+        import threading
+
+        self.files, self.digests = files, digests
+        self.queue: queue.Queue[tuple[str, np.ndarray[Any, Any]] | None] = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="trainforge-prepare-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the caller raises it
+            part, ids = item
+            try:
+                data = memoryview(np.ascontiguousarray(ids)).cast("B")
+                self.files[part].write(data)
+                self.digests[part].update(data)
+            except BaseException as exc:  # e.g. a full disk
+                self.error = exc
+
+    def put(self, part: str, ids: np.ndarray[Any, Any]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((part, ids))
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+
 def _temporaries(paths: Sequence[Path], write: Callable[[list[IO[bytes]]], None]) -> list[Path]:
     """``trainforge.atomic.write_temporary`` for several files written together: ``write(files)``; on any failure
     every temporary is removed."""
@@ -369,13 +412,14 @@ def prepare(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str
         f"{dtype} ids (vocabulary {n_vocab})")
 
     def encode_into(handles: list[IO[bytes]]) -> None:
-        by_part = dict(zip(parts, handles))
         spec = _encoder_spec(tok, out_dir / "tokenizer")
-        for chunk, ids in zip(chunks, _ordered(_encode, chunks, workers, _init_encoder, (spec, dtype))):
-            data = ids.tobytes()
-            by_part[chunk.part].write(data)
-            digests[chunk.part].update(data)
-            counts[chunk.part] += len(ids)
+        # Byte ids are the file's bytes cast to the id type: cheaper in this process than sending each chunk to a
+        # worker and its ids back (the files are the same either way).
+        encoders = 1 if spec[0] == "byte" else workers
+        with _Sink(dict(zip(parts, handles)), digests) as sink:
+            for chunk, ids in zip(chunks, _ordered(_encode, chunks, encoders, _init_encoder, (spec, dtype))):
+                sink.put(chunk.part, ids)
+                counts[chunk.part] += len(ids)
 
     temporaries = _temporaries([out_dir / f"{p}.bin" for p in parts], encode_into)
     encoded = time.perf_counter()
