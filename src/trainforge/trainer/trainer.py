@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -225,6 +226,10 @@ class Trainer:
         from trainforge.logging import ProgressBar, build_loggers  # after validation: no files for bad input
 
         if dist_env.is_main:  # one run per directory: before step 0 and before this run writes anything
+            # An earlier train() in this process may still draw its plots into this directory (this run resumes or
+            # overwrites it): let it finish before its files are removed or appended to.
+            if (tracking_run := sys.modules.get("trainforge.tracking.run")) is not None:
+                tracking_run.wait_for_plots()
             removed = claim_directories(cfg.checkpoint_dir, run_dir, run_id=run_id, resumed=checkpoint is not None,
                                         may_start_over=str(resume) == "auto", overwrite=cfg.overwrite)
             if removed:
