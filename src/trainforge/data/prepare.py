@@ -325,7 +325,7 @@ class _Sink:
                 continue  # drain: the caller raises it
             part, ids = item
             try:
-                data = memoryview(np.ascontiguousarray(ids)).cast("B")
+                data = np.ascontiguousarray(ids).data.cast("B")  # the array's bytes, no copy
                 self.files[part].write(data)
                 self.digests[part].update(data)
             except BaseException as exc:  # e.g. a full disk
