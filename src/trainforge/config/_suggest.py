@@ -24,6 +24,12 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the candidate closest to ``word`` (see :func:`closest`), or ``""``."""
+    guess = closest(word, candidates)
+    return f"did you mean {guess!r}? " if guess else ""
+
+
 def quote_list(items: Iterable[object]) -> str:
     """``'a', 'b', 'c'`` — a readable list of allowed values."""
     return ", ".join(repr(i) for i in items)

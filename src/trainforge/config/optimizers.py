@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from trainforge.config._suggest import closest, quote_list
+from trainforge.config._suggest import did_you_mean, quote_list
 
 # lower-case name -> class name in torch.optim
 OPTIMIZERS: dict[str, str] = {
@@ -65,8 +65,7 @@ def name_problem(value: str) -> str | None:
     if value in REFUSED:
         return (f"optimizer: {value!r} is not supported: {REFUSED[value]}, got {value!r}. Fix: use one of "
                 f"{quote_list(OPTIMIZERS)}, or pass your own optimizer to Trainer(optimizer=...).")
-    guess = closest(value, OPTIMIZERS)
-    hint = f"did you mean {guess!r}? " if guess else ""
+    hint = did_you_mean(value, OPTIMIZERS)
     return (f"optimizer: must be one of {quote_list(OPTIMIZERS)} (torch.optim's, any case), got {value!r}. Fix: "
             f"{hint}Or pass your own optimizer (an instance, or a factory params -> Optimizer) to "
             "Trainer(optimizer=...).")
@@ -84,8 +83,7 @@ def kwargs_problems(name: str, kwargs: Mapping[str, Any]) -> list[str]:
             found.append(f"optimizer_kwargs: {key!r} is set by the config, got {key}={value!r}. Fix: "
                          f"{_OWNED[key]}.")
         elif key not in accepted:
-            guess = closest(key, accepted)
-            hint = f"did you mean {guess!r}? " if guess else ""
+            hint = did_you_mean(key, accepted)
             found.append(f"optimizer_kwargs: {OPTIMIZERS[name]} takes no keyword {key!r}, got {key}={value!r}. Fix: "
                          f"{hint}{OPTIMIZERS[name]} takes {quote_list([k for k in accepted if k not in _OWNED])}.")
     return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from trainforge.config._suggest import closest, quote_list
+from trainforge.config._suggest import did_you_mean, quote_list
 from trainforge.errors import ConfigError
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -73,8 +73,7 @@ def list_presets() -> dict[str, str]:
 def get_preset(name: str) -> dict[str, Any]:
     """A copy of preset ``name``'s values; an unknown name is a ``ConfigError`` with a did-you-mean."""
     if name not in PRESETS:
-        guess = closest(name, PRESETS) if isinstance(name, str) else None
-        hint = f"did you mean {guess!r}? " if guess else ""
+        hint = did_you_mean(name, PRESETS) if isinstance(name, str) else ""
         raise ConfigError(
             [f"preset: unknown preset, got {name!r}. Fix: {hint}Choose one of {quote_list(PRESETS)}."],
             what="preset",

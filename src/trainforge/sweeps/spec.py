@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainforge.config._suggest import closest, quote_list
+from trainforge.config._suggest import did_you_mean, quote_list
 from trainforge.errors import ConfigError, bounded_repr
 from trainforge.safe_paths import NAME_RULE, name_problem
 
@@ -174,8 +174,7 @@ def parse_sweep(data: dict[str, Any], *, source: str | None = None, base_dir: Pa
     base_dir = base_dir or Path.cwd()
     for key in data:
         if key not in KEYS and key not in WANDB_ONLY_KEYS:
-            guess = closest(str(key), KEYS)
-            hint = f"did you mean {bounded_repr(guess)}? " if guess else ""
+            hint = did_you_mean(str(key), KEYS)
             problems.append(f"{key}: unknown sweep key. Fix: {hint}Known keys: {quote_list(KEYS)}.")
 
     method = _method(data.get("method"), problems)
@@ -316,8 +315,7 @@ def _method(method: Any, problems: list[str]) -> str:
         return "grid"
     method = METHOD_ALIASES.get(method, method) if isinstance(method, str) else method
     if method not in METHODS:
-        guess = closest(method, METHODS) if isinstance(method, str) else None
-        hint = f"did you mean {bounded_repr(guess)}? " if guess else ""
+        hint = did_you_mean(method, METHODS) if isinstance(method, str) else ""
         problems.append(f"method: unknown method, got {bounded_repr(method)}. Fix: {hint}choose one of {quote_list(METHODS)}.")
         return "grid"
     return str(method)
@@ -466,8 +464,7 @@ def _base_run(data: dict[str, Any], base_dir: Path, problems: list[str],
             return None
         config_file = str(found.resolve())
     else:
-        guess = closest(str(base), PRESETS)
-        hint = f"did you mean {bounded_repr(guess)}? " if guess else ""
+        hint = did_you_mean(str(base), PRESETS)
         problems.append(f"base_config: expected a training preset ({quote_list(PRESETS)}) or a .yaml/.json file, "
                         f"got {bounded_repr(base)}. Fix: {hint}")
         return None
@@ -552,8 +549,7 @@ def _check_against_base(base_run: dict[str, Any], params: dict[str, Param], metr
         if "." in name and head not in SECTIONS:
             problems.append(f"parameters.{name}: dotted names must start with {quote_list(SECTIONS)}, got {bounded_repr(name)}.")
         elif "." not in name and name not in fields and name not in ALIASES:
-            guess = closest(name, sorted(fields))
-            hint = f"did you mean {bounded_repr(guess)}? " if guess else ""
+            hint = did_you_mean(name, sorted(fields))
             problems.append(f"parameters.{name}: not a TrainingConfig field. Fix: {hint}or use model.<key> / "
                             "data.<key> for the model and data.")
     bad = {p.split(":")[0].removeprefix("parameters.") for p in problems}
@@ -575,8 +571,7 @@ def _check_against_base(base_run: dict[str, Any], params: dict[str, Param], metr
                         problems.append(line)
     logged = logged_metrics(apply_params(base_run, first))
     if metric not in logged:
-        guess = closest(metric, logged)
-        hint = f"did you mean {bounded_repr(guess)}? " if guess else ""
+        hint = did_you_mean(metric, logged)
         problems.append(f"metric.name: {bounded_repr(metric)} is never logged by these runs, so no trial could be ranked. Fix: "
                         f"{hint}choose one of {quote_list(logged)}.")
     return problems
