@@ -45,6 +45,7 @@ def test_quick_mode_writes_table_chart_and_json(tmp_path: Path) -> None:
                               "trainforge `CheckpointManager.save`, training thread blocked",
                               "trainforge `CheckpointManager.save` + `wait()`, until durable", "trainforge `Trainer`",
                               "raw `torch.load(", "trainforge `safe_load`"),
+        "## Fixed cost (g)": ENGINES,
     }
     for heading, rows in sections.items():
         start = next(i for i, line in enumerate(lines) if line.startswith(heading))
@@ -52,13 +53,15 @@ def test_quick_mode_writes_table_chart_and_json(tmp_path: Path) -> None:
         for row in rows:
             assert any(line.startswith(f"| {row}") for line in body), (heading, row)
     targets = [line for line in lines if line.startswith("| (") and ("✅" in line or "❌" in line)]
-    assert len(targets) == 7, targets  # (a) vs raw; (b) vs raw and peers; (c) vs peers; (e) first step, import; (f)
+    # (a) vs raw; (b) vs raw and peers; (c) vs peers; (e) first step, import; (f); (g) fixed cost
+    assert len(targets) == 8, targets
 
     png = (tmp_path / "peers.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
     summary = json.loads((tmp_path / "peers.json").read_text())
     assert set(summary["train"]) == {"big", "tiny", "tiny+compile"}
-    for section in ("eval", "startup", "import"):
+    for section in ("eval", "startup", "import", "fixed_cost_s"):
         assert set(summary[section]) == {"raw", "trainforge", "hf", "lightning"}
     assert all(v["median"] > 0 for case in summary["train"].values() for v in case.values())
+    assert summary["fixed_cost_s"]["raw"]["median"] == 0.0  # (g) is each engine's whole call minus the raw loop's
