@@ -115,7 +115,7 @@ def test_the_same_run_spec_trains_the_same_model_whatever_the_rng_state_before()
     import torch
 
     from trainforge.cli.main import load_run_spec
-    from trainforge.cli.runspec import train_spec
+    from trainforge.runspec import train_spec
 
     fast = ["epochs=1", "max_steps=2", "data.max_bytes=12000", "progress_bar=false", "model.n_layer=1",
             "track_runs=false", "plots=false"]

@@ -183,3 +183,37 @@ def test_concurrent_sweep_trial_submissions_get_distinct_numbers_from_the_store(
     for t in threads:
         t.join()
     assert sorted(got) == list(range(6, 86))
+
+
+def test_export_jobs_run_the_export_package_with_its_report_and_exit_codes(tmp_path, capsys):
+    # The export job runs `trainforge export` through the export package (not the CLI above the queue): a good
+    # checkpoint gives a checked bundle and exit code 0; a missing one fails the job, once, with exit code 2.
+    import json
+
+    import torch
+
+    from tests.export import export_models as em
+    from trainforge import TrainingConfig
+    from trainforge.cli.main import main
+
+    model, task = em.lm_model()
+    ckpt = tmp_path / "last.pt"
+    torch.save({"format_version": 1, "run_name": "run-x", "model": model.state_dict(), "task_spec": task.to_dict(),
+                "model_config": model.config.to_dict(), "training_config": TrainingConfig().to_dict()}, ckpt)
+    path, out, missing = tmp_path / "q.db", tmp_path / "bundle", tmp_path / "nope.pt"
+    argv = [str(ckpt), "--formats", "torchscript", "--out", str(out), "--no-latency"]
+    assert main(["jobs", "--queue", str(path), "submit", "export", *argv]) == 0
+    assert main(["jobs", "--queue", str(path), "submit", "export", str(missing)]) == 0
+    capsys.readouterr()
+    assert run_worker(path, log=lambda _: None) == 2
+    done, failed = JobQueue(path).list()
+    assert done.status == "done" and done.result == {"argv": argv, "exit_code": 0}
+    assert json.loads((out / "manifest.json").read_text())["ok"] == ["torchscript"]
+    ids = torch.randint(0, em.VOCAB, (2, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(out / "model.torchscript.pt"))(ids), model.eval()(ids),
+                                   atol=1e-5, rtol=0)
+    assert failed.status == "failed" and failed.attempts == 1  # an export error is not retried
+    assert failed.error == f"trainforge export {missing} exited with 2"
+    printed = capsys.readouterr()
+    assert f"bundle: {out}" in printed.out and "not found" in printed.err  # the export's own report

@@ -82,7 +82,7 @@ def evaluate_target(target: str, data: str, *, model_factory: str | None = None,
                           what="evaluate")
     task = TaskSpec.from_dict(ckpt["task_spec"])
     if model_factory is not None:
-        from trainforge.cli.runspec import build_model_from_spec
+        from trainforge.runspec import build_model_from_spec
 
         model, model_config = build_model_from_spec(model_factory)
         load_model_state(model, ckpt["model"], str(weights))

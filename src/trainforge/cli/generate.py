@@ -163,9 +163,9 @@ def record_final_model(spec: dict[str, Any], results: dict[str, Any]) -> Path:
 def sample_after_training(spec: dict[str, Any], results: dict[str, Any], max_new_tokens: int = 120) -> str | None:
     """A short sample from the trained model (language models only; None otherwise)."""
     from trainforge.checkpoint.io import load_model_state
-    from trainforge.cli.runspec import build_model_from_spec
     from trainforge.data.tokenizers import load_tokenizer
     from trainforge.generation import generate
+    from trainforge.runspec import build_model_from_spec
 
     run_dir = Path(results["run_dir"])
     task_file = run_dir / "task_spec.json"

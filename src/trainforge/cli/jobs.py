@@ -95,8 +95,9 @@ def _payload(args: argparse.Namespace) -> dict[str, Any]:
         check.parse_args(["export", *rest])  # unknown or missing arguments fail now (exit 2), not in the worker
         return {"argv": rest}
     if args.kind == "train":
-        from trainforge.cli.main import load_run_spec, split_train_args
+        from trainforge.cli.train_args import split_train_args
         from trainforge.config import TrainingConfig
+        from trainforge.runspec import load_run_spec
 
         options, overrides = split_train_args(rest)
         parser = argparse.ArgumentParser(prog="trainforge jobs submit train", add_help=False, allow_abbrev=False)
@@ -119,8 +120,8 @@ def _payload(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(["--sweep: a sweep-trial job needs the sweep file. Fix: --sweep sweep.yaml "
                            "--params key=value ..."], what="jobs submit")
     from trainforge.config import parse_overrides
+    from trainforge.runspec import apply_params
     from trainforge.sweeps import load_sweep
-    from trainforge.sweeps.space import apply_params
 
     spec = load_sweep(args.sweep)
     flat = _flatten(parse_overrides(args.params))

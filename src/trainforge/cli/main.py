@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from trainforge.runspec import load_run_spec  # re-exported: queue jobs and tests import it from here
+from trainforge.cli.train_args import split_train_args
+from trainforge.runspec import load_run_spec, train_spec  # load_run_spec re-exported: tests import it from here
 
 __all__ = ["load_run_spec", "main", "split_train_args"]
 
@@ -79,35 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown()  # leave the process group of a torchrun launch (no-op in one process)
 
 
-# Options of ``trainforge train`` that take a value; everything else on its command line is an override.
-_TRAIN_OPTIONS = ("--config", "--preset", "--nproc")
-
-
-def split_train_args(words: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``trainforge train`` arguments → (its options for argparse, the overrides in their order).
-
-    >>> split_train_args(["--preset", "tiny", "--learning_rate", "0.002", "--epochs=1", "model.n_layer=2"])
-    (['--preset', 'tiny'], ['--learning_rate', '0.002', '--epochs=1', 'model.n_layer=2'])
-
-    Options are matched exactly (no abbreviations), so an override such as ``--pre 1`` is never taken for
-    ``--preset``.
-    """
-    options: list[str] = []
-    overrides: list[str] = []
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in ("-h", "--help") or word.split("=", 1)[0] in _TRAIN_OPTIONS and "=" in word:
-            options.append(word)
-        elif word in _TRAIN_OPTIONS:
-            options.extend(words[i:i + 2])  # argparse says so if the value is missing
-            i += 1
-        else:
-            overrides.append(word)
-        i += 1
-    return options, overrides
-
-
 def _presets() -> int:
     from trainforge.config import list_presets
     from trainforge.models import MODEL_PRESETS
@@ -122,8 +94,6 @@ def _presets() -> int:
 
 
 def _train(config: str | None, preset: str | None, overrides: list[str]) -> int:
-    from trainforge.cli.runspec import train_spec
-
     spec = load_run_spec(config, preset, overrides)
     results = train_spec(spec, say=print if _is_main() else None)
     _print_results(results)

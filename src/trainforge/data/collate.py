@@ -1,4 +1,5 @@
-"""Padding primitives shared by the collators (the registry of collators is ``data.collators``)."""
+"""Batch primitives shared by the collators and the datasets (the registry of collators is ``data.collators``):
+padding, teacher-forcing shifts, and the mark of a batch a dataset stacked itself."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
 
 Batch = dict[str, Tensor]
 Collator = Callable[[list[Any]], Batch]
+
+
+class PreBatched(dict):  # type: ignore[type-arg]
+    """A batch already stacked by a dataset's ``__getitems__``; collators return it unchanged."""
+
 
 def pad_stack(values: Sequence[Tensor], pad_value: int | float, field: str, can_pad: bool = True,
               length: int | None = None) -> Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from trainforge.data.collate import PreBatched  # re-exported: its old home
 from trainforge.data.tokenfile import TokenFile
 from trainforge.errors import DataError, DataTypeError
 from trainforge.tasks.spec import LABEL_ALIAS
@@ -144,10 +145,6 @@ def in_order(indices: Sequence[int]) -> bool:
         return indices.step == 1
     first = indices[0] if indices else 0
     return list(indices) == list(range(first, first + len(indices)))
-
-
-class PreBatched(dict):  # type: ignore[type-arg]
-    """A batch already stacked by a dataset's ``__getitems__``; collators return it unchanged."""
 
 
 class Subset(Dataset[dict[str, Any]]):

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from trainforge.data.collate import PreBatched
 from trainforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -257,7 +258,5 @@ class TokenSamples(Dataset[dict[str, Any]]):
         return {self.field: self.tokens[index]}
 
     def __getitems__(self, indices: Sequence[int]) -> Any:
-        from trainforge.data.inputs import PreBatched
-
         # the same batch as collating the windows one by one (equal lengths: nothing to pad)
         return PreBatched({self.field: self.tokens.batch(indices)})

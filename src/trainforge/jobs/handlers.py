@@ -2,6 +2,9 @@
 
 ``train`` payload: ``{"config": run file or null, "preset": name or null, "overrides": ["key=value", ...]}``.
 ``export`` payload: ``{"argv": [...]}``, the arguments of ``trainforge export``.
+
+Both call the library below them (``trainforge.runspec`` trains a run spec, ``trainforge.export.cli`` exports a
+checkpoint), never the command line above them: ``trainforge.cli`` imports the queue, not the other way round.
 """
 
 from __future__ import annotations
@@ -9,39 +12,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from trainforge.errors import bounded_repr
+from trainforge.jobs.callbacks import ProgressToQueue, StopWhenLost  # re-exported: their old home
 
 if TYPE_CHECKING:
     from trainforge.jobs.queue import Job
     from trainforge.jobs.worker import JobContext
 
-
-class StopWhenLost:
-    """Callback: stop the run after the current epoch once the job was cancelled or taken away."""
-
-    def __init__(self, ctx: JobContext) -> None:
-        self.ctx = ctx
-
-    def on_step_end(self, state: Any) -> None:
-        if self.ctx.lost.is_set() and not state.stop_requested:
-            state.request_stop("job cancelled")
-
-
-class ProgressToQueue:
-    """Callback: store each epoch's metrics row as the job's progress."""
-
-    def __init__(self, ctx: JobContext) -> None:
-        self.ctx = ctx
-
-    def on_epoch_end(self, state: Any) -> None:
-        from trainforge.jobs.training import _plain
-
-        self.ctx.progress({"history": [{k: _plain(v) for k, v in row.items()} for row in state.history]})
+__all__ = ["ProgressToQueue", "StopWhenLost", "run_export_job", "run_train_job"]
 
 
 def run_train_job(job: Job, ctx: JobContext) -> dict[str, Any]:
-    from trainforge.jobs.training import summarize, train_spec
+    from trainforge.jobs.training import summarize
     from trainforge.jobs.worker import JobFailed
-    from trainforge.runspec import load_run_spec
+    from trainforge.runspec import load_run_spec, train_spec
 
     payload = job.payload
     overrides = payload.get("overrides") or []
@@ -55,7 +38,9 @@ def run_train_job(job: Job, ctx: JobContext) -> dict[str, Any]:
 
 
 def run_export_job(job: Job, ctx: JobContext) -> dict[str, Any]:
-    from trainforge.cli.main import main
+    """``trainforge export ARGV`` as a job: the same parsing, printed report and exit code (0 every format
+    passed, 1 some failed, 2 an error), run by the export package's own entry point."""
+    from trainforge.export.cli import main as export
     from trainforge.jobs.worker import JobFailed
 
     argv = job.payload.get("argv")
@@ -63,7 +48,7 @@ def run_export_job(job: Job, ctx: JobContext) -> dict[str, Any]:
         raise JobFailed(f"malformed export payload: expected {{argv: [checkpoint, ...]}}, got "
                         f"{bounded_repr(job.payload)}", retry=False)
     argv = [str(a) for a in argv]
-    code = main(["export", *argv])
+    code = export(argv)
     if code != 0:
         raise JobFailed(f"trainforge export {' '.join(argv)} exited with {code}", retry=False)
     return {"argv": argv, "exit_code": code}

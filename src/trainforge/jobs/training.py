@@ -1,15 +1,17 @@
-"""Training jobs: the run-spec builder shared with ``trainforge train`` (``cli.runspec``), the metric names a
-run will log (``trainforge.runspec.logged_metrics``, asked of the run's task; validated before a sweep starts)
-and a JSON-safe summary of results for the queue."""
+"""Training jobs: a JSON-safe summary of a run's results for the queue (``summarize``).
+
+The run-spec builder they share with ``trainforge train`` and sweep trials is :mod:`trainforge.runspec`
+(``train_spec``; the metric names a run will log: ``logged_metrics``), re-exported here for older imports.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from trainforge.cli.runspec import import_function, train_spec
-from trainforge.runspec import logged_metrics
+from trainforge.runspec import import_function, logged_metrics, train_spec
 
 __all__ = ["import_function", "logged_metrics", "summarize", "train_spec"]
+
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """The JSON-safe part of a results dict (history rows, best epoch, run dir, ...)."""

@@ -246,7 +246,7 @@ def _short(value: Any) -> str:
 def run_trial_job(job: Job, ctx: JobContext) -> dict[str, Any]:
     """Handler of ``sweep-trial`` jobs: payload ``{sweep: SweepSpec dict, trial: n, params: {...} | null,
     sweep_dir: path}`` (params null: the optuna sampler picks them now). Output goes to the trial's train.log."""
-    from trainforge.jobs.handlers import StopWhenLost
+    from trainforge.jobs.callbacks import StopWhenLost
     from trainforge.jobs.worker import JobFailed
 
     payload = job.payload

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from trainforge.sweeps.space import apply_params
+from trainforge.runspec import apply_params
 from trainforge.sweeps.spec import SweepSpec
 from trainforge.sweeps.store import TrialRecord
 

@@ -1,4 +1,5 @@
-"""Search spaces: grid points, seeded random sampling, and applying a trial's parameters to a run spec.
+"""Search spaces: grid points and seeded random sampling (a trial's parameters are set in its run spec by
+:func:`trainforge.runspec.apply_params`, re-exported here).
 
 Pure functions, lazy: trial ``i``'s parameters are computed from ``i`` alone (a grid point by its index, a random
 draw by its seed), so no sweep ever materialises its trials. Random trial ``i`` draws from its own ``random.Random`` seeded by ``(seed, i)``, so a trial's
@@ -7,14 +8,16 @@ parameters do not depend on which worker runs it or on how often the sweep was r
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import random
 from collections.abc import Iterator
 from typing import Any
 
+from trainforge.runspec.spec import apply_params  # re-exported: a trial's parameters set in its run spec
 from trainforge.sweeps.spec import Param, SweepSpec
+
+__all__ = ["apply_params", "grid", "grid_point", "params_of_trial", "random_params", "sample", "trial_params"]
 
 
 def grid_point(spec: SweepSpec, index: int) -> dict[str, Any]:
@@ -69,26 +72,3 @@ def trial_params(spec: SweepSpec, start: int = 0) -> Iterator[dict[str, Any] | N
     """The parameters of each of the sweep's ``n_trials`` trials from ``start`` on, one at a time (a generator:
     nothing is built before it is asked for)."""
     return (params_of_trial(spec, number) for number in range(start, spec.n_trials))
-
-
-def apply_params(base_run: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the run spec with the parameters set: plain names are TrainingConfig fields, dotted names go
-    into ``model`` / ``data`` / ``task`` (a ``module:function`` model cannot take keys)."""
-    run = copy.deepcopy(base_run)
-    for name, value in params.items():
-        section, _, key = name.partition(".")
-        if not key:
-            run["training"][name] = value
-            continue
-        target = run.get(section)
-        if not isinstance(target, dict):
-            target = {} if target is None else target
-            if not isinstance(target, dict):
-                raise ValueError(f"parameter {name!r}: {section} is {target!r}, which takes no keys")
-            run[section] = target
-        node = target
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return run

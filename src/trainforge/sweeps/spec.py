@@ -537,8 +537,7 @@ def _check_against_base(base_run: dict[str, Any], params: dict[str, Param], metr
     """Every value of every parameter builds a valid TrainingConfig; the metric is one the runs log."""
     from trainforge.config import TrainingConfig
     from trainforge.config.schema import _defaults
-    from trainforge.runspec import logged_metrics
-    from trainforge.sweeps.space import apply_params
+    from trainforge.runspec import apply_params, logged_metrics
 
     problems: list[str] = []
     fields = set(_defaults())

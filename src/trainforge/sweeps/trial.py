@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainforge.errors import TrainforgeError
-from trainforge.sweeps.space import apply_params
+from trainforge.runspec import apply_params, train_spec
 from trainforge.sweeps.spec import SweepSpec
 
 
@@ -71,7 +71,7 @@ def run_trial(spec: SweepSpec, number: int, params: dict[str, Any], sweep_dir: s
         fix = ("print one JSON object per epoch to stdout, e.g. print(json.dumps({'epoch': 1, "
                f"{spec.metric!r}: value}}), flush=True) (see trainforge.sweeps.script)")
     else:
-        from trainforge.jobs.training import summarize, train_spec
+        from trainforge.jobs.training import summarize
 
         run = trial_run_spec(spec, number, params, sweep_dir)
         run_dir = Path(run["training"]["output_dir"])

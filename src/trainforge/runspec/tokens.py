@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainforge.errors import ConfigError
+from trainforge.runspec.model import build_model_from_spec
 
 KEYS = ("tokens", "stride")
 
@@ -19,7 +20,6 @@ KEYS = ("tokens", "stride")
 def train_on_tokens(spec: dict[str, Any], cfg: Any, callbacks: Sequence[Any],
                     say: Callable[[str], None] | None) -> dict[str, Any]:
     """Build the model, the TokenFiles and the task a ``data: {tokens: DIR}`` run file names, and train."""
-    from trainforge.cli.runspec import build_model_from_spec
     from trainforge.data.module import UniversalDataModule
     from trainforge.data.tokenfile import TokenFile, read_meta
     from trainforge.data.tokenizers import load_tokenizer, model_vocab_size

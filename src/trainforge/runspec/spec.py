@@ -1,11 +1,13 @@
-"""Run specs: preset → run file → overrides merged into one dict, and what a run spec will train.
+"""A run spec: preset → run file → overrides merged into one dict, and the edits made to it.
 
-Used by the CLI, queue jobs and sweeps; it imports none of them (layers import downward only). Building the
-model and data and training what a spec names is :func:`trainforge.cli.runspec.train_spec`.
+``load_run_spec`` gives ``{training, model, data, task, preset, source}``; ``deep_update`` and ``apply_params``
+change one (overrides, a sweep trial's parameters); ``import_function`` resolves the ``module:function`` a run
+file may name for its model or data.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 from pathlib import Path
@@ -15,9 +17,6 @@ from trainforge.errors import ConfigError
 
 # Keys of a run file that are not TrainingConfig fields.
 SECTIONS = ("preset", "model", "data", "task")
-
-# Columns every epoch row has, whatever the task; validation adds ``val/<metric>`` for each of the task's metrics.
-BASE_METRICS = ("train/loss", "lr", "epoch_time_s", "tokens_per_s")
 
 
 def load_run_spec(config: str | None, preset: str | None, overrides: list[str]) -> dict[str, Any]:
@@ -49,6 +48,29 @@ def deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
             base[key] = value
 
 
+def apply_params(base_run: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the run spec with the parameters set: plain names are TrainingConfig fields, dotted names go
+    into ``model`` / ``data`` / ``task`` (a ``module:function`` model cannot take keys)."""
+    run = copy.deepcopy(base_run)
+    for name, value in params.items():
+        section, _, key = name.partition(".")
+        if not key:
+            run["training"][name] = value
+            continue
+        target = run.get(section)
+        if not isinstance(target, dict):
+            target = {} if target is None else target
+            if not isinstance(target, dict):
+                raise ValueError(f"parameter {name!r}: {section} is {target!r}, which takes no keys")
+            run[section] = target
+        node = target
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return run
+
+
 def import_function(target: str, what: str) -> Any:
     """``"pkg.mod:fn"`` or ``"path/file.py:fn"`` → the function (imported only because a file names it)."""
     module_name, _, func = target.partition(":")
@@ -71,42 +93,3 @@ def import_function(target: str, what: str) -> Any:
         raise ConfigError([f"{what}: {module_name!r} has no function {func!r}. Fix: name a function defined there."],
                           what="run")
     return getattr(module, func)
-
-
-def task_of_run(spec: dict[str, Any]) -> Any:
-    """The :class:`~trainforge.tasks.TaskSpec` kind the run spec trains, built without the model or the data
-    where the spec says it (the embedded corpus, ``data: {train: file}`` by format); a ``module:function`` data
-    source is called, since only it knows its task. Sizes are placeholders when the data is not read: they do
-    not change which metrics a task reports."""
-    from trainforge.tasks import TaskSpec
-
-    data = spec.get("data") or {}
-    if isinstance(data, str):
-        made = import_function(data, "data")()
-        task = made.get("task") if isinstance(made, dict) else (made[2] if isinstance(made, tuple) and
-                                                               len(made) == 3 else None)
-        if task is not None:
-            return task
-    elif isinstance(data, dict) and "train" in data:
-        from trainforge.data.readers import _format_of
-
-        fmt = data.get("format") or _format_of(str(data["train"]))
-        if fmt == "csv":
-            return TaskSpec.classification(name="probe", num_classes=2)
-        if fmt == "jsonl":
-            return TaskSpec.seq2seq(name="probe", vocab_size=256, max_seq_len=64)
-        if fmt in ("images", "arrays"):
-            return TaskSpec.vision_classification(name="probe", num_classes=2, image_size=8, num_channels=1)
-    return TaskSpec.language_modeling(name="probe", vocab_size=256, max_seq_len=64)
-
-
-def logged_metrics(spec: dict[str, Any]) -> list[str]:
-    """The metric names the epoch rows of this run spec will have: the base columns, and ``val/<name>`` for each
-    metric its task reports (``TaskSpec.metric_names``) when the run has validation data."""
-    data = spec.get("data") or {}
-    training = spec.get("training") or {}
-    has_val = True  # the embedded corpus and a data function come with validation data
-    if isinstance(data, dict) and "train" in data:
-        has_val = bool(data.get("val")) or float(training.get("validation_split", 0) or 0) > 0
-    task_metrics = [f"val/{name}" for name in task_of_run(spec).metric_names] if has_val else []
-    return [*BASE_METRICS, *task_metrics]
