@@ -105,20 +105,17 @@ class TaskSpec:
         # __post_init__; declared as a ClassVar only so that neither dataclasses nor mypy take it for a field.
         kind: typing.ClassVar[TaskType]
 
-    def __getattr__(self, name: str) -> Any:
-        # Only called for a missing attribute: a spec unpickled without ``kind`` (an older pickle, or one
-        # written by __getstate__) looks it up once here.
-        if name == "kind":
-            kind = TASK_KINDS[self.__dict__["task_type"]]
-            object.__setattr__(self, "kind", kind)
-            return kind
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def __getstate__(self) -> dict[str, Any]:
         # Pickles hold the fields only, so they do not depend on where the type objects live.
         state = dict(self.__dict__)
         state.pop("kind", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Also what an older pickle (from before the type objects, so without ``kind``) is restored through.
+        # (No __getattr__ fallback instead: it would slow every attribute read of the spec in the hot path.)
+        self.__dict__.update(state)
+        object.__setattr__(self, "kind", TASK_KINDS[state["task_type"]])
 
     def _problems(self) -> list[str]:
         problems: list[str] = []
