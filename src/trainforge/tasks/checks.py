@@ -17,13 +17,10 @@ import torch
 from torch import Tensor
 
 from trainforge.errors import DataError, ModelError
-from trainforge.tasks.types import TaskType
-
-# ``task`` below is a TaskSpec (not imported: the spec imports this module). The checks read its fields,
-# ``kind`` (its TaskType), ``num_outputs`` and ``targets``.
+from trainforge.tasks.types import TaskFields, TaskType
 
 
-def check_logits(task: Any, logits: Any, labels: Tensor | None = None) -> None:
+def check_logits(task: TaskFields, logits: Any, labels: Tensor | None = None) -> None:
     """Check the model's output against the task; raise ``ModelError`` with the fix if it does not fit."""
     token_task = task.kind.is_token_task
     expected = "[batch, seq_len, vocab_size]" if token_task else "[batch, num_classes]"
@@ -74,7 +71,7 @@ def check_logits(task: Any, logits: Any, labels: Tensor | None = None) -> None:
             )
 
 
-def check_batch(task: Any, batch: Any) -> None:
+def check_batch(task: TaskFields, batch: Any) -> None:
     """Check one batch against the task; raise ``DataError`` naming the bad value and the fix."""
     kind: TaskType = task.kind
     if not isinstance(batch, Mapping):
@@ -124,7 +121,7 @@ def check_batch(task: Any, batch: Any) -> None:
         _check_class_labels(task, labels, inputs)
 
 
-def _check_token_ids(task: Any, field: str, ids: Tensor) -> None:
+def _check_token_ids(task: TaskFields, field: str, ids: Tensor) -> None:
     kind: TaskType = task.kind
     shape = tuple(ids.shape)
     if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
@@ -165,7 +162,7 @@ def _check_token_ids(task: Any, field: str, ids: Tensor) -> None:
         )
 
 
-def _check_token_labels(task: Any, labels: Tensor, inputs: Tensor) -> None:
+def _check_token_labels(task: TaskFields, labels: Tensor, inputs: Tensor) -> None:
     shifted = task.kind.causal
     field = task.label_field
     shape = tuple(labels.shape)
@@ -206,7 +203,7 @@ def _check_token_labels(task: Any, labels: Tensor, inputs: Tensor) -> None:
         )
 
 
-def _check_class_labels(task: Any, labels: Tensor, inputs: Tensor) -> None:
+def _check_class_labels(task: TaskFields, labels: Tensor, inputs: Tensor) -> None:
     field = task.label_field
     shape = tuple(labels.shape)
     if labels.dim() != 1:
@@ -234,7 +231,7 @@ def _check_class_labels(task: Any, labels: Tensor, inputs: Tensor) -> None:
         )
 
 
-def _check_pixels(task: Any, pixels: Tensor) -> None:
+def _check_pixels(task: TaskFields, pixels: Tensor) -> None:
     field = task.input_field
     shape = tuple(pixels.shape)
     if not pixels.is_floating_point():

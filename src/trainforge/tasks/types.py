@@ -13,13 +13,48 @@ object is looked up again when the spec is rebuilt).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 from trainforge.errors import DataError
 from trainforge.tasks import losses
+
+
+class TaskFields(Protocol):
+    """What the type objects and the checks read of a task: a ``TaskSpec`` (named here, not imported, so that
+    ``tasks/spec.py`` can import this module and ``tasks/checks.py``)."""
+
+    @property
+    def task_type(self) -> str: ...
+    @property
+    def kind(self) -> TaskType: ...
+    @property
+    def vocab_size(self) -> int | None: ...
+    @property
+    def max_seq_len(self) -> int | None: ...
+    @property
+    def pad_token_id(self) -> int | None: ...
+    @property
+    def num_classes(self) -> int | None: ...
+    @property
+    def ignore_index(self) -> int: ...
+    @property
+    def input_field(self) -> str: ...
+    @property
+    def label_field(self) -> str: ...
+    @property
+    def decoder_start_token_id(self) -> int | None: ...
+    @property
+    def image_size(self) -> int | None: ...
+    @property
+    def num_channels(self) -> int | None: ...
+    @property
+    def num_outputs(self) -> int: ...
+    def targets(self, batch: Mapping[str, Tensor]) -> Tensor: ...
+    def labels_from_inputs(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor: ...
+
 
 VOCAB_FIX = "set it to the size of the tokenizer's vocabulary (the model's output layer), e.g. 50257 for GPT-2"
 CONTEXT_FIX = "set it to the model's context length"
@@ -77,13 +112,13 @@ class TaskType:
         """Size of the logits' last dimension."""
         return vocab_size if self.is_token_task else num_classes
 
-    def defaults(self, task: Any) -> dict[str, Any]:
+    def defaults(self, task: TaskFields) -> dict[str, Any]:
         """Field values of a new spec filled in from its others (``{}``: none)."""
         return {}
 
     # ------------------------------------------------------------------ hot path (no host syncs)
 
-    def targets_without_labels(self, task: Any, batch: Mapping[str, Tensor]) -> Tensor:
+    def targets_without_labels(self, task: TaskFields, batch: Mapping[str, Tensor]) -> Tensor:
         """The targets of a batch that has no label field: an error, unless the type derives them."""
         raise self.missing(task, batch, task.label_field, self.missing_labels_fix)
 
@@ -106,7 +141,7 @@ class TaskType:
     # ------------------------------------------------------------------ messages
 
     @staticmethod
-    def missing(task: Any, batch: Mapping[str, Any], field: str, fix: str) -> DataError:
+    def missing(task: TaskFields, batch: Mapping[str, Any], field: str, fix: str) -> DataError:
         """The error for a batch without ``field``, naming the keys it has."""
         keys = "[" + ", ".join(repr(k) for k in batch) + "]"
         setting = "label_field" if field == task.label_field else "input_field"
@@ -137,7 +172,7 @@ class LanguageModeling(TaskType):
             ),
         )
 
-    def targets_without_labels(self, task: Any, batch: Mapping[str, Tensor]) -> Tensor:
+    def targets_without_labels(self, task: TaskFields, batch: Mapping[str, Tensor]) -> Tensor:
         ids = batch.get(task.input_field)
         if ids is None:
             raise self.missing(task, batch, task.input_field, self.missing_input_fix)
@@ -186,7 +221,7 @@ class Seq2Seq(TaskType):
     def size_rules(self) -> tuple[SizeRule, ...]:
         return (SizeRule("vocab_size", 2, True, VOCAB_FIX), SizeRule("max_seq_len", 1, True, CONTEXT_FIX))
 
-    def defaults(self, task: Any) -> dict[str, Any]:
+    def defaults(self, task: TaskFields) -> dict[str, Any]:
         if task.decoder_start_token_id is None:
             # T5/BART convention: the decoder starts from the pad token unless told otherwise.
             return {"decoder_start_token_id": task.pad_token_id}
