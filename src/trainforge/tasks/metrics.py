@@ -107,6 +107,14 @@ class SumMetric:
         """Replace the state, e.g. by the sums of every process after an all-reduce."""
         self._sums = sums.detach()
 
+    def merge_sums(self, sums: Tensor) -> None:
+        """Add sums laid out as :meth:`sums` returns them (another metric's, or saved ones) into the state."""
+        sums = sums.detach()
+        if self._sums is None:
+            self._sums = sums.clone()
+        else:
+            self._sums = self._sums + sums.to(device=self._sums.device, dtype=self._sums.dtype)
+
     def update(self, preds: Tensor, target: Tensor) -> None:
         """Add one batch: ``preds`` the raw logits ``[..., C]``, ``target`` the targets aligned with them
         (``TaskSpec.loss_targets``), ``ignore_index`` where nothing is predicted."""
@@ -215,16 +223,22 @@ class Accuracy(SumMetric):
 
 def builtin_metrics(task: ScoredTask) -> dict[str, SumMetric]:
     """The task's own metrics as metric objects, in ``task.metric_names`` order (fresh, empty)."""
-    loss = Loss(task.ignore_index, task.label_smoothing)
-    plain = loss if task.label_smoothing == 0.0 else None
-    made: dict[str, SumMetric] = {
-        "loss": loss, "perplexity": Perplexity(task.ignore_index, of=plain), "accuracy": Accuracy(task.ignore_index),
-    }
+    made: dict[str, SumMetric] = dict(zip(("loss", "perplexity", "accuracy"), _trio(task)))
     return {name: made[name] for name in task.metric_names}
 
 
+def _trio(task: ScoredTask) -> tuple[Loss, Perplexity, Accuracy]:
+    loss = Loss(task.ignore_index, task.label_smoothing)
+    # Without smoothing the loss is the plain NLL: perplexity reads the loss's sums (one cross-entropy per batch).
+    perplexity = Perplexity(task.ignore_index, of=loss if task.label_smoothing == 0.0 else None)
+    return loss, perplexity, Accuracy(task.ignore_index)
+
+
 class MetricAccumulator:
-    """Accumulates loss, perplexity and accuracy for one :class:`TaskSpec` across batches.
+    """Loss, perplexity and accuracy of one task across batches, as the four sums of :meth:`tensors`.
+
+    The same :class:`Loss`, :class:`Perplexity` and :class:`Accuracy` objects the validation collection uses, held
+    together for code that keeps and reduces the sums itself (the Lightning module).
 
     Args:
         task: the task whose loss, shift and ignore index the metrics follow.
@@ -232,7 +246,7 @@ class MetricAccumulator:
 
     def __init__(self, task: ScoredTask) -> None:
         self.task = task
-        self._sums: Tensor | None = None
+        self._loss, self._perplexity, self._accuracy = _trio(task)
 
     @property
     def names(self) -> list[str]:
@@ -247,28 +261,15 @@ class MetricAccumulator:
         computed it, to skip a second cross-entropy.
         """
         logits = logits.detach()
-        ignore_index = self.task.ignore_index
         # Targets aligned with the unsliced logits (ignore_index where nothing is predicted), so the
         # large logits tensor is never sliced and copied.
         targets = self.task.loss_targets(labels)
-        count = losses.count_valid(targets, ignore_index)
         if loss_sum is None:
-            loss_sum, _ = self.task.loss_sum(logits, labels)
-        loss_sum = loss_sum.detach()
-        if self.task.label_smoothing > 0.0:
-            # Smoothing changes the objective; perplexity must come from the plain NLL.
-            nll_sum, _ = losses.cross_entropy_sum(logits, targets, ignore_index=ignore_index)
+            self._loss.update(logits, targets)
         else:
-            nll_sum = loss_sum
-        correct = losses.correct_predictions(logits, targets, ignore_index)
-        dtype = _sum_dtype(logits.device)
-        batch_sums = torch.stack([loss_sum.to(dtype), nll_sum.to(dtype), count.to(dtype), correct.to(dtype)])
-        if self._sums is None:
-            self._sums = batch_sums
-        else:
-            # Moving the (tiny) running sums to the batch's device keeps the step free of device-to-host copies
-            # even after load_state_dict left them on the CPU.
-            self._sums = self._sums.to(device=batch_sums.device, dtype=dtype) + batch_sums
+            self._loss.update_loss(loss_sum, losses.count_valid(targets, self.task.ignore_index))
+        self._perplexity.update(logits, targets)
+        self._accuracy.update(logits, targets)
 
     @torch.no_grad()
     def update_loss(self, loss_sum: Tensor, count: Tensor) -> None:
@@ -276,10 +277,8 @@ class MetricAccumulator:
 
         Accuracy cannot be known then, so it becomes NaN rather than a made-up number.
         """
-        dtype = _sum_dtype(loss_sum.device)
-        loss = loss_sum.detach().to(dtype)
-        nan = torch.full((), float("nan"), dtype=dtype, device=loss.device)
-        self.merge(torch.stack([loss, loss, count.to(dtype), nan]))
+        for metric in (self._loss, self._perplexity, self._accuracy):
+            metric.update_loss(loss_sum, count)
 
     def tensors(self, device: torch.device | str | None = None) -> Tensor:
         """The raw sums ``[loss_sum, nll_sum, count, correct]`` as a 1-D float64 tensor (a copy).
@@ -288,11 +287,10 @@ class MetricAccumulator:
         update it is zeros, on ``device`` (default CPU), so a rank that saw no batch can still join the
         all-reduce. float64 keeps token counts exact far beyond 2**24; MPS, which has no float64, gets float32.
         """
-        if self._sums is None:
-            target = torch.device(device) if device is not None else torch.device("cpu")
-            return torch.zeros(len(SUM_FIELDS), dtype=_sum_dtype(target), device=target)
-        sums = self._sums.clone()
-        return sums if device is None else sums.to(device)
+        loss = self._loss.sums(device)
+        nll = self._perplexity.sums(device) if self._perplexity.size else loss
+        correct = self._accuracy.sums(device)
+        return torch.stack([loss[0], nll[0], loss[1], correct[0].to(loss.device)])
 
     def compute_from(self, sums: Tensor | Sequence[float]) -> dict[str, float]:
         """Metrics from raw sums laid out as :meth:`tensors` returns them (e.g. after an all-reduce)."""
@@ -306,14 +304,16 @@ class MetricAccumulator:
     def merge(self, other: MetricAccumulator | Tensor) -> None:
         """Add another accumulator's sums (or a sums tensor) into this one."""
         sums = other.tensors() if isinstance(other, MetricAccumulator) else other.detach()
-        if self._sums is None:
-            self._sums = sums.clone()
-        else:
-            self._sums = self._sums + sums.to(device=self._sums.device, dtype=self._sums.dtype)
+        loss_sum, nll_sum, count, correct = sums.unbind()
+        self._loss.merge_sums(torch.stack([loss_sum, count]))
+        if self._perplexity.size:
+            self._perplexity.merge_sums(torch.stack([nll_sum, count]))
+        self._accuracy.merge_sums(torch.stack([correct, count]))
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
-        self._sums = None
+        for metric in (self._loss, self._perplexity, self._accuracy):
+            metric.reset()
 
     def state_dict(self) -> dict[str, float]:
         """The raw sums as plain floats (syncs), e.g. to save mid-epoch metrics in a checkpoint."""
@@ -322,7 +322,8 @@ class MetricAccumulator:
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         """Restore sums saved by :meth:`state_dict` (kept on CPU until the next update moves them)."""
-        self._sums = torch.tensor([float(state[k]) for k in SUM_FIELDS], dtype=torch.float64)
+        self.reset()
+        self.merge(torch.tensor([float(state[k]) for k in SUM_FIELDS], dtype=torch.float64))
 
 
 def _sum_dtype(device: torch.device) -> torch.dtype:
