@@ -1,4 +1,13 @@
-"""``MetricAccumulator``: token-weighted loss, perplexity and accuracy over many batches.
+"""The task's own metrics: token-weighted loss, perplexity and accuracy over many batches.
+
+Two forms of the same sums:
+
+* :class:`Loss`, :class:`Perplexity` and :class:`Accuracy`: one metric object each, with the protocol of a user's
+  metric (``update(preds, target)`` / ``compute()`` / ``reset()``), which validation drives in one collection with
+  the run's own metrics (``trainer/user_metrics.py``). Their state is a few running sums (:class:`SumMetric`), so
+  the collection all-reduces every built-in's sums in one call.
+* :class:`MetricAccumulator`: the four sums of a task in one tensor, for code that keeps them itself (the
+  Lightning module).
 
 ``update`` only adds on-device tensors, so it can run every step without a host sync. The raw sums live
 in one small 1-D tensor so distributed code can all-reduce them in a single call and compute global
@@ -16,15 +25,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from trainforge.tasks import losses
 
-if TYPE_CHECKING:
-    from trainforge.tasks.spec import TaskSpec
+
+class ScoredTask(Protocol):
+    """What the metrics read of a task (a ``TaskSpec``; named here so this module needs no import of it)."""
+
+    @property
+    def ignore_index(self) -> int: ...
+    @property
+    def label_smoothing(self) -> float: ...
+    @property
+    def metric_names(self) -> list[str]: ...
+    def loss_targets(self, labels: Tensor) -> Tensor: ...
+    def loss_sum(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]: ...
+
 
 #: Order of the entries in :meth:`MetricAccumulator.tensors`.
 SUM_FIELDS: tuple[str, ...] = ("loss_sum", "nll_sum", "count", "correct")
@@ -38,28 +58,195 @@ def metrics_from_sums(sums: Sequence[float], names: Sequence[str]) -> dict[str, 
     every metric is NaN rather than a misleading 0.
     """
     loss_sum, nll_sum, count, correct = (float(v) for v in sums)
-    if count <= 0:
-        values = {"loss": math.nan, "perplexity": math.nan, "accuracy": math.nan}
-    else:
-        nll = nll_sum / count
-        try:
-            perplexity = math.exp(nll)
-        except OverflowError:  # exp(>709) in float64: a diverged model, report it as inf
-            perplexity = math.inf
-        values = {"loss": loss_sum / count, "perplexity": perplexity, "accuracy": correct / count}
+    values = {"loss": _mean(loss_sum, count), "perplexity": _perplexity(nll_sum, count),
+              "accuracy": _mean(correct, count)}
     return {name: values[name] for name in names}
 
 
+def _mean(total: float, count: float) -> float:
+    # With no targets a metric is NaN rather than a misleading 0.
+    return total / count if count > 0 else math.nan
+
+
+def _perplexity(nll_sum: float, count: float) -> float:
+    if count <= 0:
+        return math.nan
+    try:
+        return math.exp(nll_sum / count)
+    except OverflowError:  # exp(>709) in float64: a diverged model, report it as inf
+        return math.inf
+
+
+class SumMetric:
+    """A metric whose state is a few running sums on the device: adding two states gives the state of both data.
+
+    So a distributed run adds every process's :meth:`sums` (one all-reduce for all such metrics together), hands the
+    result back with :meth:`load_sums` and calls :meth:`compute`. ``update`` never synchronises with the device.
+    """
+
+    #: How many sums the state holds.
+    size: int = 2
+
+    def __init__(self) -> None:
+        self._sums: Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget everything added since the last reset."""
+        self._sums = None
+
+    def sums(self, device: torch.device | str | None = None) -> Tensor:
+        """The running sums as a 1-D float64 tensor (float32 on MPS); zeros before any update (a process that saw
+        no batch still joins the all-reduce), on ``device`` (default: where they are, or the CPU)."""
+        if self._sums is None:
+            target = torch.device(device) if device is not None else torch.device("cpu")
+            return torch.zeros(self.size, dtype=_sum_dtype(target), device=target)
+        sums = self._sums.clone()
+        return sums if device is None else sums.to(device)
+
+    def load_sums(self, sums: Tensor) -> None:
+        """Replace the state, e.g. by the sums of every process after an all-reduce."""
+        self._sums = sums.detach()
+
+    def merge_sums(self, sums: Tensor) -> None:
+        """Add sums laid out as :meth:`sums` returns them (another metric's, or saved ones) into the state."""
+        sums = sums.detach()
+        if self._sums is None:
+            self._sums = sums.clone()
+        else:
+            self._sums = self._sums + sums.to(device=self._sums.device, dtype=self._sums.dtype)
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Add one batch: ``preds`` the raw logits ``[..., C]``, ``target`` the targets aligned with them
+        (``TaskSpec.loss_targets``), ``ignore_index`` where nothing is predicted."""
+        raise NotImplementedError
+
+    def update_loss(self, loss_sum: Tensor, count: Tensor) -> None:
+        """Add a batch known only by its summed loss and target count (a model that returns no logits)."""
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        """The value over everything added since :meth:`reset` (one host copy of the sums)."""
+        raise NotImplementedError
+
+    def _add(self, *values: Tensor) -> None:
+        dtype = _sum_dtype(values[0].device)
+        batch = torch.stack([v.detach().to(dtype) for v in values])
+        # The running sums follow the batch's device, so a step never copies from the device to the host.
+        self._sums = batch if self._sums is None else self._sums.to(device=batch.device, dtype=dtype) + batch
+
+    def _values(self) -> list[float]:
+        return self.sums().double().cpu().tolist()
+
+
+class Loss(SumMetric):
+    """The task's loss, token-weighted: summed cross-entropy (label smoothing included: it is the objective) over
+    the targets that count.
+
+    ``update(preds, target)``: ``preds`` the raw logits ``[..., C]``, ``target`` the targets aligned with them
+    (``TaskSpec.loss_targets``), ``ignore_index`` where nothing is predicted.
+    """
+
+    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    @torch.no_grad()
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        loss_sum, count = losses.cross_entropy_sum(preds.detach(), target, ignore_index=self.ignore_index,
+                                                   label_smoothing=self.label_smoothing)
+        self._add(loss_sum, count)
+
+    @torch.no_grad()
+    def update_loss(self, loss_sum: Tensor, count: Tensor) -> None:
+        """Add a batch known only by its summed loss (a model that returns a loss but no logits)."""
+        self._add(loss_sum, count)
+
+    def compute(self) -> float:
+        loss_sum, count = self._values()
+        return _mean(loss_sum, count)
+
+
+class Perplexity(SumMetric):
+    """``exp`` of the mean un-smoothed negative log-likelihood, so it means the same with or without smoothing.
+
+    Given ``of``, an un-smoothed :class:`Loss` updated with the same batches, it is that loss's ``exp`` and keeps no
+    state of its own: the cross-entropy of a batch is computed once. Otherwise it sums its own NLL.
+    """
+
+    def __init__(self, ignore_index: int = -100, of: Loss | None = None) -> None:
+        super().__init__()
+        if of is not None and of.label_smoothing > 0.0:
+            raise ValueError("Perplexity(of=loss) needs an un-smoothed loss; leave of=None to sum the plain NLL")
+        self.ignore_index = ignore_index
+        self.of = of
+        self.size = 0 if of is not None else 2
+
+    @torch.no_grad()
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        if self.of is None:
+            nll_sum, count = losses.cross_entropy_sum(preds.detach(), target, ignore_index=self.ignore_index)
+            self._add(nll_sum, count)
+
+    @torch.no_grad()
+    def update_loss(self, loss_sum: Tensor, count: Tensor) -> None:
+        """A loss-only batch: its loss stands for the NLL (there are no logits to compute it without smoothing)."""
+        if self.of is None:
+            self._add(loss_sum, count)
+
+    def compute(self) -> float:
+        nll_sum, count = (self.of or self)._values()
+        return _perplexity(nll_sum, count)
+
+
+class Accuracy(SumMetric):
+    """The share of targets whose highest-scoring class is right (``ignore_index`` targets do not count)."""
+
+    def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    @torch.no_grad()
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        correct = losses.correct_predictions(preds.detach(), target, self.ignore_index)
+        self._add(correct, losses.count_valid(target, self.ignore_index))
+
+    @torch.no_grad()
+    def update_loss(self, loss_sum: Tensor, count: Tensor) -> None:
+        """A loss-only batch: its targets count, but whether they were right is unknown, so accuracy becomes NaN."""
+        self._add(torch.full((), math.nan, device=loss_sum.device), count)
+
+    def compute(self) -> float:
+        correct, count = self._values()
+        return _mean(correct, count)
+
+
+def builtin_metrics(task: ScoredTask) -> dict[str, SumMetric]:
+    """The task's own metrics as metric objects, in ``task.metric_names`` order (fresh, empty)."""
+    made: dict[str, SumMetric] = dict(zip(("loss", "perplexity", "accuracy"), _trio(task)))
+    return {name: made[name] for name in task.metric_names}
+
+
+def _trio(task: ScoredTask) -> tuple[Loss, Perplexity, Accuracy]:
+    loss = Loss(task.ignore_index, task.label_smoothing)
+    # Without smoothing the loss is the plain NLL: perplexity reads the loss's sums (one cross-entropy per batch).
+    perplexity = Perplexity(task.ignore_index, of=loss if task.label_smoothing == 0.0 else None)
+    return loss, perplexity, Accuracy(task.ignore_index)
+
+
 class MetricAccumulator:
-    """Accumulates loss, perplexity and accuracy for one :class:`TaskSpec` across batches.
+    """Loss, perplexity and accuracy of one task across batches, as the four sums of :meth:`tensors`.
+
+    The same :class:`Loss`, :class:`Perplexity` and :class:`Accuracy` objects the validation collection uses, held
+    together for code that keeps and reduces the sums itself (the Lightning module).
 
     Args:
         task: the task whose loss, shift and ignore index the metrics follow.
     """
 
-    def __init__(self, task: TaskSpec) -> None:
+    def __init__(self, task: ScoredTask) -> None:
         self.task = task
-        self._sums: Tensor | None = None
+        self._loss, self._perplexity, self._accuracy = _trio(task)
 
     @property
     def names(self) -> list[str]:
@@ -74,28 +261,15 @@ class MetricAccumulator:
         computed it, to skip a second cross-entropy.
         """
         logits = logits.detach()
-        ignore_index = self.task.ignore_index
         # Targets aligned with the unsliced logits (ignore_index where nothing is predicted), so the
         # large logits tensor is never sliced and copied.
         targets = self.task.loss_targets(labels)
-        count = losses.count_valid(targets, ignore_index)
         if loss_sum is None:
-            loss_sum, _ = self.task.loss_sum(logits, labels)
-        loss_sum = loss_sum.detach()
-        if self.task.label_smoothing > 0.0:
-            # Smoothing changes the objective; perplexity must come from the plain NLL.
-            nll_sum, _ = losses.cross_entropy_sum(logits, targets, ignore_index=ignore_index)
+            self._loss.update(logits, targets)
         else:
-            nll_sum = loss_sum
-        correct = losses.correct_predictions(logits, targets, ignore_index)
-        dtype = _sum_dtype(logits.device)
-        batch_sums = torch.stack([loss_sum.to(dtype), nll_sum.to(dtype), count.to(dtype), correct.to(dtype)])
-        if self._sums is None:
-            self._sums = batch_sums
-        else:
-            # Moving the (tiny) running sums to the batch's device keeps the step free of device-to-host copies
-            # even after load_state_dict left them on the CPU.
-            self._sums = self._sums.to(device=batch_sums.device, dtype=dtype) + batch_sums
+            self._loss.update_loss(loss_sum, losses.count_valid(targets, self.task.ignore_index))
+        self._perplexity.update(logits, targets)
+        self._accuracy.update(logits, targets)
 
     @torch.no_grad()
     def update_loss(self, loss_sum: Tensor, count: Tensor) -> None:
@@ -103,10 +277,8 @@ class MetricAccumulator:
 
         Accuracy cannot be known then, so it becomes NaN rather than a made-up number.
         """
-        dtype = _sum_dtype(loss_sum.device)
-        loss = loss_sum.detach().to(dtype)
-        nan = torch.full((), float("nan"), dtype=dtype, device=loss.device)
-        self.merge(torch.stack([loss, loss, count.to(dtype), nan]))
+        for metric in (self._loss, self._perplexity, self._accuracy):
+            metric.update_loss(loss_sum, count)
 
     def tensors(self, device: torch.device | str | None = None) -> Tensor:
         """The raw sums ``[loss_sum, nll_sum, count, correct]`` as a 1-D float64 tensor (a copy).
@@ -115,11 +287,10 @@ class MetricAccumulator:
         update it is zeros, on ``device`` (default CPU), so a rank that saw no batch can still join the
         all-reduce. float64 keeps token counts exact far beyond 2**24; MPS, which has no float64, gets float32.
         """
-        if self._sums is None:
-            target = torch.device(device) if device is not None else torch.device("cpu")
-            return torch.zeros(len(SUM_FIELDS), dtype=_sum_dtype(target), device=target)
-        sums = self._sums.clone()
-        return sums if device is None else sums.to(device)
+        loss = self._loss.sums(device)
+        nll = self._perplexity.sums(device) if self._perplexity.size else loss
+        correct = self._accuracy.sums(device)
+        return torch.stack([loss[0], nll[0], loss[1], correct[0].to(loss.device)])
 
     def compute_from(self, sums: Tensor | Sequence[float]) -> dict[str, float]:
         """Metrics from raw sums laid out as :meth:`tensors` returns them (e.g. after an all-reduce)."""
@@ -133,14 +304,16 @@ class MetricAccumulator:
     def merge(self, other: MetricAccumulator | Tensor) -> None:
         """Add another accumulator's sums (or a sums tensor) into this one."""
         sums = other.tensors() if isinstance(other, MetricAccumulator) else other.detach()
-        if self._sums is None:
-            self._sums = sums.clone()
-        else:
-            self._sums = self._sums + sums.to(device=self._sums.device, dtype=self._sums.dtype)
+        loss_sum, nll_sum, count, correct = sums.unbind()
+        self._loss.merge_sums(torch.stack([loss_sum, count]))
+        if self._perplexity.size:
+            self._perplexity.merge_sums(torch.stack([nll_sum, count]))
+        self._accuracy.merge_sums(torch.stack([correct, count]))
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
-        self._sums = None
+        for metric in (self._loss, self._perplexity, self._accuracy):
+            metric.reset()
 
     def state_dict(self) -> dict[str, float]:
         """The raw sums as plain floats (syncs), e.g. to save mid-epoch metrics in a checkpoint."""
@@ -149,7 +322,8 @@ class MetricAccumulator:
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         """Restore sums saved by :meth:`state_dict` (kept on CPU until the next update moves them)."""
-        self._sums = torch.tensor([float(state[k]) for k in SUM_FIELDS], dtype=torch.float64)
+        self.reset()
+        self.merge(torch.tensor([float(state[k]) for k in SUM_FIELDS], dtype=torch.float64))
 
 
 def _sum_dtype(device: torch.device) -> torch.dtype:

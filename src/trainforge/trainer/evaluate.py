@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from trainforge.trainer.user_metrics import MetricSet
+
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
     from trainforge.trainer.adapter import ModelAdapter
@@ -25,17 +27,17 @@ def evaluate(
     reduce: Callable[[Tensor], Tensor] | None = None,
     user_metrics: UserMetrics | None = None,
 ) -> dict[str, float]:
-    """``{"loss": ..., "perplexity": ..., "accuracy": ...}`` (per the task), token-weighted over all batches.
+    """``{"loss": ..., "perplexity": ..., "accuracy": ...}`` (per the task), token-weighted over all batches, then
+    the run's own metrics: one :class:`MetricSet` updates and computes them all.
 
-    ``reduce`` sums the raw metric tensors across processes in distributed runs. A sharded (FSDP) model's forward
+    ``reduce`` sums the built-in metrics' sums across processes in distributed runs (one call). A sharded (FSDP) model's forward
     is collective, so its ranks evaluate in lock step: a rank whose shard of the data ran out repeats its last
     batch, without counting it, until every rank is done.
     """
     was_training = model.training
     model.eval()
-    metrics = task.new_metrics()
-    if user_metrics is not None:
-        user_metrics.reset(next((p.device for p in model.parameters()), None))
+    metrics = MetricSet(task, user_metrics.metrics if user_metrics is not None else None)
+    metrics.reset(next((p.device for p in model.parameters()), None))
     try:
         for raw, counted in _lockstep(model, batches):
             batch = to_device(raw)
@@ -51,14 +53,9 @@ def evaluate(
                 metrics.update_loss(out.loss.float() * count, count)
             else:
                 metrics.update(out.logits, labels)
-                if user_metrics is not None:
-                    user_metrics.update(out.logits, labels)
     finally:
         model.train(was_training)
-    values = metrics.compute_from(reduce(metrics.tensors())) if reduce is not None else metrics.compute()
-    if user_metrics is not None:
-        values.update(user_metrics.compute())
-    return values
+    return metrics.compute(reduce)
 
 
 def _lockstep(model: nn.Module, batches: Iterable[Mapping[str, Tensor]]) -> Iterator[tuple[Mapping[str, Tensor], bool]]:

@@ -1,4 +1,5 @@
-"""Your own validation metrics: ``Trainer(..., metrics={"f1": MulticlassF1Score(3)})``.
+"""Validation metrics, the task's own and yours (``Trainer(..., metrics={"f1": MulticlassF1Score(3)})``), in one
+collection: :class:`MetricSet`.
 
 A metric is a torchmetrics ``Metric`` or any object with ``update(preds, target)``, ``compute()`` and ``reset()``.
 Each is reset before a validation pass, updated once per validation batch and computed at its end; the value is
@@ -17,25 +18,28 @@ predictions*: each process keeps its ``(preds, target)`` pairs on the CPU during
 process feeds all processes' pairs (rank 0's first) to a reset metric and computes it. Any metric is then exact,
 at the memory cost of holding the validation predictions (a reason to prefer torchmetrics for big LM runs).
 
-The built-in loss/perplexity/accuracy stay in :class:`~trainforge.tasks.metrics.MetricAccumulator`: they come from
-the forward the loss needs, in one on-device sums tensor reduced across ranks in a single call, which a
-per-metric object would turn into one update, host copy and reduction per metric.
+The task's loss/perplexity/accuracy are metric objects of the same protocol (``tasks/metrics.py``), first in the
+collection, so they are reset, updated and computed with yours. Their state is a few running sums
+(:class:`~trainforge.tasks.metrics.SumMetric`), so the collection sums every built-in's state across processes in
+one all-reduce and copies it to the host once. Their ``update`` gets the raw logits and the task's aligned
+targets (``ignore_index`` where nothing is predicted) rather than the filtered pairs above: nothing is copied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from trainforge.errors import ConfigError
+from trainforge.tasks.metrics import SumMetric, builtin_metrics
 
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
 
-__all__ = ["UserMetrics", "check_metrics", "preds_and_target"]
+__all__ = ["MetricSet", "UserMetrics", "check_metrics", "preds_and_target"]
 
 _PROTOCOL = ("update", "compute", "reset")
 
@@ -83,13 +87,30 @@ def _is_torchmetrics(metric: Any) -> bool:
 
 
 class UserMetrics:
-    """The run's own metrics for one validation pass: ``reset``, ``update`` per batch, ``compute``."""
+    """The run's own metrics (``Trainer(metrics=...)``) as the Trainer hands them to validation."""
 
     def __init__(self, metrics: Mapping[str, Any], task: TaskSpec) -> None:
         self.metrics = dict(metrics)
         self.task = task
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.metrics)
+
+
+class MetricSet:
+    """Every metric of one validation pass, the task's own first: ``reset``, ``update`` per batch, ``compute``.
+
+    Args:
+        task: the task whose built-in metrics (``task.metric_names``) lead the set.
+        metrics: the run's own metrics, ``{name: metric}`` (checked by :func:`check_metrics`).
+    """
+
+    def __init__(self, task: TaskSpec, metrics: Mapping[str, Any] | None = None) -> None:
+        self.task = task
+        self.metrics: dict[str, Any] = {**builtin_metrics(task), **(metrics or {})}
         self._gather: dict[str, list[tuple[Tensor, Tensor]]] = {}
-        self._distributed = False
+        self._device: torch.device | None = None
 
     @property
     def names(self) -> list[str]:
@@ -99,27 +120,56 @@ class UserMetrics:
         """Before a validation pass: forget the last one; torchmetrics states move to ``device``."""
         import torch.distributed as dist
 
-        self._distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self._device = device
         self._gather = {}
         for name, metric in self.metrics.items():
             metric.reset()
             if _is_torchmetrics(metric):
                 if device is not None:
                     metric.to(device)
-            elif self._distributed:
+            elif distributed and not isinstance(metric, SumMetric):
                 self._gather[name] = []
 
     @torch.no_grad()
     def update(self, logits: Tensor, labels: Tensor) -> None:
-        preds, target = preds_and_target(self.task, logits.detach().float(), labels)
+        """Add one batch: the model's logits and the labels from ``task.targets(batch)``. No host sync."""
+        logits = logits.detach()
+        targets = self.task.loss_targets(labels)  # aligned with the raw logits, ignore_index where nothing counts
+        pairs: tuple[Tensor, Tensor] | None = None
         for name, metric in self.metrics.items():
+            if isinstance(metric, SumMetric):
+                metric.update(logits, targets)
+                continue
+            if pairs is None:
+                pairs = preds_and_target(self.task, logits.float(), labels)
             if name in self._gather:  # a plain metric in a distributed run: gathered at compute
-                self._gather[name].append((preds.cpu(), target.cpu()))
+                self._gather[name].append((pairs[0].cpu(), pairs[1].cpu()))
             else:
-                metric.update(preds, target)
+                metric.update(*pairs)
 
-    def compute(self) -> dict[str, float]:
-        """``{name: value}`` over everything since :meth:`reset`, over all processes."""
+    @torch.no_grad()
+    def update_loss(self, loss_sum: Tensor, count: Tensor) -> None:
+        """Add a batch of a model that returns a loss but no logits: only the built-ins can take it (accuracy
+        becomes NaN); the run's own metrics need logits."""
+        for metric in self.metrics.values():
+            if isinstance(metric, SumMetric):
+                metric.update_loss(loss_sum, count)
+
+    def compute(self, reduce: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+        """``{name: value}`` over everything since :meth:`reset`, over all processes.
+
+        ``reduce`` sums a tensor across processes (distributed runs): the built-ins' sums go through it together,
+        in one call.
+        """
+        summed = [m for m in self.metrics.values() if isinstance(m, SumMetric)]
+        if summed:
+            flat = torch.cat([m.sums(self._device) for m in summed])
+            if reduce is not None:
+                flat = reduce(flat)
+            parts = flat.cpu().double().split([m.size for m in summed])  # the one host copy
+            for metric, part in zip(summed, parts):
+                metric.load_sums(part)
         values = {}
         for name, metric in self.metrics.items():
             if name in self._gather:
