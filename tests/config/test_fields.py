@@ -121,6 +121,17 @@ def test_lightning_allowlist_is_derived_from_the_declarations() -> None:
     lightning_fields.check_fields(TrainingConfig(epochs=1, shuffle=False), datamodule_given=False)
 
 
+def test_resume_rules_are_derived_from_the_declarations() -> None:
+    from trainforge.trainer import resume
+
+    assert resume.APPLIED_ON_RESUME == ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
+                                        "max_grad_norm", "lr_schedule", "warmup_ratio", "warmup_steps", "min_lr_ratio")
+    assert {n for n, s in SETTINGS.items() if s.resume != "warn"} == resume._RESUME_FREE
+    # Whatever changes the training math warns when changed on resume.
+    assert {"batch_size", "seed", "gradient_accumulation_steps", "optimizer", "precision"} <= {
+        n for n, s in SETTINGS.items() if s.resume == "warn"}
+
+
 # A field declared only in fields.py, in a copy of the package: everything derived must know it.
 NEW_FIELD = '''
     warmup_cycles: int = setting(
@@ -139,6 +150,7 @@ from trainforge.config.builder import METHOD_KEYS
 from trainforge.config.keys import ALIASES
 from trainforge.config.typed_surface import source
 from trainforge.lightning.fields import HONOURED, check_fields
+from trainforge.trainer.resume import _RESUME_FREE
 
 assert TrainingConfig().warmup_cycles == 2
 assert TrainingConfig(n_cycles=5).warmup_cycles == 5
@@ -161,6 +173,7 @@ assert parse_overrides(["--cycle-label=2024"]) == {"cycle_label": "2024"}
 assert TrainingConfig.from_dict(parse_overrides(["--warmup-cycles=3", "cycle_label=7"])).cycle_label == "7"
 assert "    warmup_cycles: int" in source() and "    n_cycles: int" in source()
 assert "warmup_cycles" in HONOURED and "cycle_label" not in HONOURED
+assert "warmup_cycles" not in _RESUME_FREE  # a new field warns when changed on resume until declared harmless
 try:
     check_fields(TrainingConfig(cycle_label="x"), datamodule_given=False)
 except ConfigError as exc:

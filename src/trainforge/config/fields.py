@@ -1,5 +1,5 @@
-"""Every ``TrainingConfig`` field, declared once: type, default, check, fix text, builder section, aliases, and
-whether the Lightning path honours it (see :func:`~trainforge.config.setting.setting`).
+"""Every ``TrainingConfig`` field, declared once: type, default, check, fix text, builder section, aliases, whether
+the Lightning path honours it and what a change on resume means (see :func:`~trainforge.config.setting.setting`).
 
 Everything else is derived from these declarations, never written again:
 
@@ -8,6 +8,7 @@ Everything else is derived from these declarations, never written again:
 - :data:`BUILDER_KEYWORDS`: the keywords each ``TrainingConfigBuilder.with_*`` method takes;
 - :func:`text_fields`: the fields the override reader keeps as text (``run_name=2024`` is ``"2024"``);
 - the Lightning coordinator's allowlist (``lightning/fields.py``);
+- which changes a resumed run applies or warns about (``trainer/resume.py``);
 - the typed keyword surfaces for mypy and IDEs, generated into ``_kwargs.py`` (``python -m
   trainforge.config.typed_surface``; a test fails when it is out of date).
 
@@ -54,19 +55,20 @@ from trainforge.safe_paths import NAME_RULE, is_safe_name
 @dataclass(init=False)
 class TrainingFields:
     """The fields of :class:`~trainforge.config.TrainingConfig` (which adds the constructor, checks and
-    conversions). Each line is the whole declaration of one setting."""
+    conversions). Each entry is the whole declaration of one setting."""
 
     # --- training
     epochs: int = setting(
         3, "training", rule=AT_LEAST_1, fix="use a number of epochs such as 3 (cap training with max_steps instead).",
-        aliases=("n_epochs", "num_epochs", "num_train_epochs"), lightning="honoured",
+        aliases=("n_epochs", "num_epochs", "num_train_epochs"), lightning="honoured", resume="free",
     )  # total target; a resumed run continues up to it
     max_steps: int | None = setting(
         None, "training", rule=AT_LEAST_1_OR_NONE, fix="use a number of optimizer steps, or None for no cap.",
-        lightning="honoured",
+        lightning="honoured", resume="free",
     )  # cap on optimizer steps, across epochs
     learning_rate: float = setting(
-        3e-4, "training", rule=POSITIVE, fix="use a value such as 3e-4.", aliases=("lr",), lightning="honoured",
+        3e-4, "training", rule=POSITIVE, fix="use a value such as 3e-4.", aliases=("lr",),
+        lightning="honoured", resume="applied",
     )
     batch_size: int = setting(
         8, "training", rule=AT_LEAST_1, fix="use a batch size such as 8.",
@@ -101,33 +103,39 @@ class TrainingFields:
     )  # its other keywords, e.g. {"momentum": 0.9} (checked against the optimizer: validation.cross_field_problems)
     weight_decay: float = setting(
         0.01, ("training", "optimization"), rule=NON_NEGATIVE, fix="use a value such as 0.01, or 0.0 for none.",
-        lightning="honoured",
+        lightning="honoured", resume="applied",
     )  # never applied to biases and norms
     adam_beta1: float = setting(
-        0.9, "optimization", rule=FRACTION, fix="use a value such as 0.9.", lightning="honoured",
+        0.9, "optimization", rule=FRACTION, fix="use a value such as 0.9.", lightning="honoured", resume="applied",
     )  # adam_*: the Adam family (adamw, adam, adamax, nadam, radam)
-    adam_beta2: float = setting(0.999, "optimization", rule=FRACTION, fix="use a value such as 0.999.", lightning="honoured")
-    adam_epsilon: float = setting(1e-8, "optimization", rule=POSITIVE, fix="use a value such as 1e-8.", lightning="honoured")
+    adam_beta2: float = setting(
+        0.999, "optimization", rule=FRACTION, fix="use a value such as 0.999.", lightning="honoured", resume="applied",
+    )
+    adam_epsilon: float = setting(
+        1e-8, "optimization", rule=POSITIVE, fix="use a value such as 1e-8.", lightning="honoured", resume="applied",
+    )
     max_grad_norm: float | None = setting(
         1.0, "optimization", rule=Rule(non_negative, "must be a non-negative number or None"),
         fix="use a value such as 1.0, or None (or 0) to disable clipping.",
-        aliases=("gradient_clip_val", "grad_clip"), lightning="honoured",
+        aliases=("gradient_clip_val", "grad_clip"), lightning="honoured", resume="applied",
     )  # None or 0 disables clipping
     lr_schedule: str = setting(
-        "cosine", ("training", "optimization"), choices=LR_SCHEDULES, lightning="honoured",
+        "cosine", ("training", "optimization"), choices=LR_SCHEDULES, lightning="honoured", resume="applied",
     )  # after linear warmup
     warmup_ratio: float = setting(
         0.0, ("training", "optimization"), rule=FRACTION,
         fix="use a fraction of the training steps such as 0.1, or 0.0 for no warmup.",
-        aliases=("warmup_proportion",), lightning="honoured",
+        aliases=("warmup_proportion",), lightning="honoured", resume="applied",
     )  # fraction of optimizer steps
     warmup_steps: int | None = setting(
         None, ("training", "optimization"), rule=Rule(zero_or_more, "must be 0 or more, or None"),
-        fix="use a number of optimizer steps, or None to use warmup_ratio.", lightning="honoured",
+        fix="use a number of optimizer steps, or None to use warmup_ratio.",
+        lightning="honoured", resume="applied",
     )  # overrides warmup_ratio when set
     min_lr_ratio: float = setting(
         0.0, ("training", "optimization"), rule=Rule(lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-        fix="use a fraction of learning_rate such as 0.1, or 0.0 to decay to zero.", lightning="honoured",
+        fix="use a fraction of learning_rate such as 0.1, or 0.0 to decay to zero.",
+        lightning="honoured", resume="applied",
     )  # the schedule decays to learning_rate * min_lr_ratio
     precision: str = setting("auto", "optimization", choices=PRECISIONS, lightning="honoured")
     use_amp: bool = setting(True, "optimization", lightning="honoured")  # False forces fp32 whatever precision says
@@ -145,72 +153,74 @@ class TrainingFields:
     )
     max_val_samples: int | None = setting(
         None, "training", rule=AT_LEAST_1_OR_NONE, fix="use a number of samples, or None to use them all.",
-        lightning="data",
+        lightning="data", resume="free",
     )
     num_workers: int = setting(
         0, "training", rule=ZERO_OR_MORE,
-        fix="use 0 to load data in the main process, or a small number such as 2.", lightning="honoured",
+        fix="use 0 to load data in the main process, or a small number such as 2.",
+        lightning="honoured", resume="free",
     )
     shuffle: bool = setting(True, "training", lightning="honoured")
     # --- early stopping
     early_stopping_patience: int | None = setting(
         None, "training", rule=AT_LEAST_1_OR_NONE,
-        fix="use a number of epochs such as 3, or None to turn early stopping off.", lightning="honoured",
+        fix="use a number of epochs such as 3, or None to turn early stopping off.",
+        lightning="honoured", resume="free",
     )  # None = off
     early_stopping_min_delta: float = setting(
         0.0, "training", rule=NON_NEGATIVE, fix="use 0.0, or the smallest change that counts as an improvement.",
-        lightning="honoured",
+        lightning="honoured", resume="free",
     )
     monitor: str | None = setting(
         None, "training", rule=Rule(non_empty, "must be a metric name or None"),
-        fix="use a name such as 'val/loss', or None for the default.", lightning="honoured",
+        fix="use a name such as 'val/loss', or None for the default.", lightning="honoured", resume="free",
     )  # None = val/loss with validation data, else train/loss
-    monitor_mode: str = setting("min", "training", choices=MONITOR_MODES, lightning="honoured")
+    monitor_mode: str = setting("min", "training", choices=MONITOR_MODES, lightning="honoured", resume="free")
     # --- checkpointing (files are written only when checkpoint_dir is set)
     checkpoint_dir: str | None = setting(
         None, "checkpointing", rule=NON_EMPTY_PATH_OR_NONE, fix="use a directory such as './checkpoints', or None.",
-        path=True, lightning="honoured",
+        path=True, lightning="honoured", resume="free",
     )
     checkpoint_frequency: int = setting(
         1, "checkpointing", rule=AT_LEAST_1, fix="use 1 to save every epoch, or N to save every N epochs.",
-        aliases=("save_every_n_epochs",), builder_aliases=("frequency",), lightning="honoured",
+        aliases=("save_every_n_epochs",), builder_aliases=("frequency",), lightning="honoured", resume="free",
     )  # every N epochs; the last epoch is always saved
     checkpoint_every_n_steps: int | None = setting(
         None, "checkpointing", rule=AT_LEAST_1_OR_NONE, fix="use a number of optimizer steps, or None.",
-        builder_aliases=("every_n_steps",), lightning="honoured",
+        builder_aliases=("every_n_steps",), lightning="honoured", resume="free",
     )  # mid-epoch checkpoints for resume
     keep_last_n: int | None = setting(
         None, "checkpointing", rule=AT_LEAST_1_OR_NONE, fix="use a number such as 3, or None to keep every checkpoint.",
-        lightning="honoured",
+        lightning="honoured", resume="free",
     )  # rotate epoch checkpoints; best.pt is never rotated away
-    save_best: bool = setting(True, "checkpointing", lightning="honoured")
+    save_best: bool = setting(True, "checkpointing", lightning="honoured", resume="free")
     resume_from_checkpoint: str | None = setting(
         None, "checkpointing", rule=Rule(non_empty, "must be a path, 'auto' or None"),
-        fix="use a checkpoint path, 'auto', or None.", builder_aliases=("resume_from",), path=True,
+        fix="use a checkpoint path, 'auto', or None.", builder_aliases=("resume_from",), path=True, resume="free",
     )  # a path, or "auto" for the latest in checkpoint_dir
     # A fresh run refuses a checkpoint_dir or run directory that holds another run; True removes that run's files
     # (only trainforge's own: checkpoints, run records) first.
-    overwrite: bool = setting(False, "checkpointing", lightning="honoured")
+    overwrite: bool = setting(False, "checkpointing", lightning="honoured", resume="free")
     # --- run and logging
     output_dir: str | None = setting(
         None, "logging", rule=NON_EMPTY_PATH_OR_NONE, fix="use a directory such as './runs/exp-1', or None.",
-        path=True, lightning="honoured",
+        path=True, lightning="honoured", resume="free",
     )  # None -> runs/<run_name>
     run_name: str | None = setting(
         None, "logging", rule=Rule(is_safe_name, f"must be one plain name ({NAME_RULE})"),
         fix="use a name such as 'exp-1' (it becomes the directory runs/<run_name> and exports/<run_name>).",
-        aliases=("wandb_run_name",), lightning="honoured",
+        aliases=("wandb_run_name",), lightning="honoured", resume="free",
     )  # None -> a unique generated name
-    use_wandb: bool = setting(False, "logging", lightning="honoured")
+    use_wandb: bool = setting(False, "logging", lightning="honoured", resume="free")
     wandb_project: str | None = setting(
         None, "logging", rule=Rule(non_empty, "must be a non-empty name or None"),
-        fix="use a project name, or None for 'trainforge'.", lightning="honoured",
+        fix="use a project name, or None for 'trainforge'.", lightning="honoured", resume="free",
     )  # None -> "trainforge"
-    wandb_entity: str | None = setting(None, "logging", lightning="honoured")
-    notes: str | None = setting(None, "logging", lightning="honoured")
-    tags: list[str] = setting([], "logging", lightning="honoured")
+    wandb_entity: str | None = setting(None, "logging", lightning="honoured", resume="free")
+    notes: str | None = setting(None, "logging", lightning="honoured", resume="free")
+    tags: list[str] = setting([], "logging", lightning="honoured", resume="free")
     log_every_n_steps: int = setting(
-        10, "logging", rule=AT_LEAST_1, fix="use a value such as 10.", lightning="honoured",
+        10, "logging", rule=AT_LEAST_1, fix="use a value such as 10.", lightning="honoured", resume="free",
     )
     # W&B, TensorBoard and MLflow get a step line at most this often (console, CSV and steps.jsonl get every line):
     # a 3 ms step logged every 10 steps is 33 lines/s, which costs a tiny model ~5% of its speed in the backends'
@@ -218,27 +228,27 @@ class TrainingFields:
     dashboard_min_interval_s: float = setting(
         1.0, "logging", rule=Rule(non_negative, "must be a non-negative number of seconds"),
         fix="use 1.0 (the default), or 0 to send every step line to W&B, TensorBoard and MLflow.",
-        lightning="display",
+        lightning="display", resume="free",
     )
-    progress_bar: bool = setting(True, "logging", lightning="honoured")
+    progress_bar: bool = setting(True, "logging", lightning="honoured", resume="free")
     loggers: list[str] = setting(
-        [], "logging", check=logger_problems, lightning="honoured",
+        [], "logging", check=logger_problems, lightning="honoured", resume="free",
     )  # extra backends: tensorboard | mlflow | wandb
     track_runs: bool = setting(
-        True, "logging", lightning="honoured",
+        True, "logging", lightning="honoured", resume="free",
     )  # record the run in <output_dir parent>/trainforge_runs.db (SQLite)
     plots: bool = setting(
-        True, "logging", lightning="honoured",
+        True, "logging", lightning="honoured", resume="free",
     )  # plots/loss.png and plots/metrics.png in the run directory at the end (sweep trials: off)
     # --- export
-    export_bundle: bool = setting(False, "export", lightning="honoured")
+    export_bundle: bool = setting(False, "export", lightning="honoured", resume="free")
     export_formats: list[str] = setting(
         ["onnx", "torchscript"], "export", check=export_format_problems, builder_aliases=("formats",),
-        lightning="honoured",
+        lightning="honoured", resume="free",
     )
     export_dir: str = setting(
         "exports", "export", rule=Rule(non_empty, "must be a non-empty path"),
-        fix="use a directory such as 'exports'.", path=True, lightning="honoured",
+        fix="use a directory such as 'exports'.", path=True, lightning="honoured", resume="free",
     )
     # --- distributed
     strategy: str = setting("auto", "optimization", choices=STRATEGIES, lightning="honoured")
@@ -248,17 +258,18 @@ class TrainingFields:
     )  # skip optimizer steps whose loss or gradient norm is NaN/Inf (counted in results)
     nan_max_consecutive: int = setting(
         3, "optimization", rule=AT_LEAST_1,
-        fix="use the number of NaN/Inf steps in a row that triggers a rollback, such as 3.",
+        fix="use the number of NaN/Inf steps in a row that triggers a rollback, such as 3.", resume="free",
     )  # this many bad steps in a row roll back to the last good state
     nan_lr_factor: float | None = setting(
         0.5, "optimization", rule=Rule(lambda v: 0 < v < 1, "must be in (0, 1) or None"),
-        fix="use a factor such as 0.5 to halve the learning rate at each rollback, or None to keep it.",
+        fix="use a factor such as 0.5 to halve the learning rate at each rollback, or None to keep it.", resume="free",
     )  # each rollback multiplies the learning rate by this; None keeps it
     nan_max_rollbacks: int = setting(
         2, "optimization", rule=ZERO_OR_MORE, fix="use a number such as 2, or 0 to stop at the first NaN/Inf streak.",
+        resume="free",
     )  # one more bad streak after this many rollbacks stops the run with an error
     on_checkpoint_error: str = setting(
-        "warn", "checkpointing", choices=ON_CHECKPOINT_ERROR, lightning="honoured",
+        "warn", "checkpointing", choices=ON_CHECKPOINT_ERROR, lightning="honoured", resume="free",
     )  # warn: keep training; stop: raise CheckpointError (earlier files intact)
 
 

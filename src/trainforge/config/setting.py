@@ -31,6 +31,11 @@ SECTIONS: tuple[Section, ...] = ("training", "logging", "checkpointing", "optimi
 # only when it builds the data loaders), "display" (accepted, changes no result), "refused" (a ConfigError).
 Lightning = Literal["honoured", "data", "display", "refused"]
 
+# What resuming a run with a changed value does: "warn" (the run will not match an uninterrupted one), "free" (it
+# changes no training math: where files go, what is logged, when to stop), "applied" (optimizer and schedule
+# settings the resumed run applies on purpose, each change logged old -> new).
+Resume = Literal["warn", "free", "applied"]
+
 T = TypeVar("T")
 
 
@@ -54,6 +59,7 @@ class Setting:
     aliases: tuple[str, ...] = ()  # other names TrainingConfig(...) accepts for it (HF, Lightning spellings)
     builder_aliases: tuple[str, ...] = ()  # names only its builder method accepts (frequency=, formats=)
     lightning: Lightning = "refused"  # new fields are refused on the Lightning path until it learns them
+    resume: Resume = "warn"  # new fields warn when changed on resume until shown harmless
     path: bool = False  # takes os.PathLike too, stored as str
     clean: Callable[[str], str] | None = None  # applied to a str value before checking ("AdamW" -> "adamw")
 
@@ -69,6 +75,7 @@ def setting(
     aliases: tuple[str, ...] = (),
     builder_aliases: tuple[str, ...] = (),
     lightning: Lightning = "refused",
+    resume: Resume = "warn",
     path: bool = False,
     clean: Callable[[str], str] | None = None,
 ) -> T:
@@ -85,6 +92,7 @@ def setting(
         aliases=aliases,
         builder_aliases=builder_aliases,
         lightning=lightning,
+        resume=resume,
         path=path,
         clean=clean,
     )
