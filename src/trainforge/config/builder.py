@@ -3,7 +3,8 @@
 Every ``with_*`` call returns a new builder and leaves the original untouched, so one base builder can
 fan out into many trials. Values are only collected along the way; ``build()`` validates them all at
 once. A keyword a ``with_*`` method does not take is an immediate ``ConfigError`` that says which
-method does take it. The keyword types live in one ``TypedDict`` per method, so mypy and IDEs check them.
+method does take it. Which method takes which field is declared with the field (``fields.py``); the keyword
+types are one generated ``TypedDict`` per method (``_kwargs.py``), so mypy and IDEs check them.
 """
 
 from __future__ import annotations
@@ -12,158 +13,22 @@ import copy
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
+from trainforge.config._kwargs import CheckpointingKwargs, LoggingKwargs, OptimizationKwargs, TrainingKwargs
 from trainforge.config._suggest import closest, quote_list
+from trainforge.config.fields import BUILDER_KEYWORDS
 from trainforge.config.keys import canonicalize
 from trainforge.config.presets import get_preset
-from trainforge.config.schema import PathLike, TrainingConfig, _defaults
+from trainforge.config.schema import TrainingConfig, _defaults
 from trainforge.errors import ConfigError, bounded_repr
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
 
-class TrainingKwargs(TypedDict, total=False):
-    """Keywords of :meth:`TrainingConfigBuilder.with_training`."""
-
-    epochs: int
-    max_steps: int | None
-    learning_rate: float
-    batch_size: int
-    eval_batch_size: int | None
-    seed: int
-    deterministic: bool
-    weight_decay: float
-    warmup_ratio: float
-    warmup_steps: int | None
-    lr_schedule: str
-    min_lr_ratio: float
-    validation_split: float
-    max_train_samples: int | None
-    max_val_samples: int | None
-    num_workers: int
-    shuffle: bool
-    early_stopping_patience: int | None
-    early_stopping_min_delta: float
-    monitor: str | None
-    monitor_mode: str
-    n_epochs: int
-    num_epochs: int
-    num_train_epochs: int
-    lr: float
-    per_device_train_batch_size: int
-    warmup_proportion: float
-
-
-class LoggingKwargs(TypedDict, total=False):
-    """Keywords of :meth:`TrainingConfigBuilder.with_logging`."""
-
-    use_wandb: bool
-    wandb_project: str | None
-    wandb_entity: str | None
-    run_name: str | None
-    notes: str | None
-    tags: list[str]
-    output_dir: PathLike | None
-    log_every_n_steps: int
-    dashboard_min_interval_s: float
-    progress_bar: bool
-    loggers: list[str]
-    track_runs: bool
-    plots: bool
-    wandb_run_name: str | None
-
-
-class CheckpointingKwargs(TypedDict, total=False):
-    """Keywords of :meth:`TrainingConfigBuilder.with_checkpointing` (the field names work too)."""
-
-    checkpoint_dir: PathLike | None
-    frequency: int
-    keep_last_n: int | None
-    every_n_steps: int | None
-    save_best: bool
-    resume_from: PathLike | None
-    checkpoint_frequency: int
-    save_every_n_epochs: int
-    checkpoint_every_n_steps: int | None
-    resume_from_checkpoint: PathLike | None
-    on_checkpoint_error: str
-    overwrite: bool
-
-
-class OptimizationKwargs(TypedDict, total=False):
-    """Keywords of :meth:`TrainingConfigBuilder.with_optimization`."""
-
-    compile_mode: str | None
-    gradient_accumulation_steps: int
-    optimizer: str
-    optimizer_kwargs: dict[str, Any]
-    precision: str
-    use_amp: bool
-    max_grad_norm: float | None
-    weight_decay: float
-    lr_schedule: str
-    warmup_ratio: float
-    warmup_steps: int | None
-    min_lr_ratio: float
-    adam_beta1: float
-    adam_beta2: float
-    adam_epsilon: float
-    device: str
-    strategy: str
-    nan_guard: bool
-    nan_max_consecutive: int
-    nan_lr_factor: float | None
-    nan_max_rollbacks: int
-    grad_accum_steps: int
-    accumulation_steps: int
-    gradient_clip_val: float | None
-    grad_clip: float | None
-
-
-def _same(*names: str) -> dict[str, str]:
-    return {n: n for n in names}
-
-
-# method -> {keyword it takes -> TrainingConfig field}. Kept beside the TypedDicts; a test checks they agree.
-METHOD_KEYS: dict[str, dict[str, str]] = {
-    "with_training": {
-        **_same(*(k for k in TrainingKwargs.__annotations__ if k in _defaults())),
-        "n_epochs": "epochs",
-        "num_epochs": "epochs",
-        "num_train_epochs": "epochs",
-        "lr": "learning_rate",
-        "per_device_train_batch_size": "batch_size",
-        "warmup_proportion": "warmup_ratio",
-    },
-    "with_logging": {
-        **_same(*(k for k in LoggingKwargs.__annotations__ if k in _defaults())),
-        "wandb_run_name": "run_name",
-    },
-    "with_checkpointing": {
-        **_same("checkpoint_dir", "keep_last_n", "save_best", "checkpoint_frequency", "checkpoint_every_n_steps",
-                "on_checkpoint_error", "overwrite"),
-        "frequency": "checkpoint_frequency",
-        "save_every_n_epochs": "checkpoint_frequency",
-        "every_n_steps": "checkpoint_every_n_steps",
-        "resume_from": "resume_from_checkpoint",
-        "resume_from_checkpoint": "resume_from_checkpoint",
-    },
-    "with_optimization": {
-        **_same(*(k for k in OptimizationKwargs.__annotations__ if k in _defaults())),
-        "grad_accum_steps": "gradient_accumulation_steps",
-        "accumulation_steps": "gradient_accumulation_steps",
-        "gradient_clip_val": "max_grad_norm",
-        "grad_clip": "max_grad_norm",
-    },
-    "with_export": {
-        "export_bundle": "export_bundle",
-        "formats": "export_formats",
-        "export_formats": "export_formats",
-        "export_dir": "export_dir",
-    },
-}
+# method -> {keyword it takes -> TrainingConfig field}, derived from the field declarations (fields.py).
+METHOD_KEYS: dict[str, dict[str, str]] = BUILDER_KEYWORDS
 
 
 def _unknown_keyword(method: str, key: str, value: Any) -> str:
@@ -283,7 +148,7 @@ class TrainingConfigBuilder:
         return type(self)({**self._values, **changes})
 
     def with_training(self, **kwargs: Unpack[TrainingKwargs]) -> Self:
-        """Epochs, steps, learning rate, batch sizes, seed, schedule, data limits and early stopping."""
+        """Epochs, steps, learning rate, batch sizes, seed, schedule, data limits, validation and early stopping."""
         return self._with("with_training", kwargs)
 
     def with_logging(self, **kwargs: Unpack[LoggingKwargs]) -> Self:

@@ -1,4 +1,4 @@
-"""Option names: the aliases TrainingConfig accepts, and turning user keys into canonical field names."""
+"""Option names: turning user keys (field names or their aliases, see ``fields.ALIASES``) into field names."""
 
 from __future__ import annotations
 
@@ -6,24 +6,10 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from trainforge.config._suggest import closest
+from trainforge.config.fields import ALIASES  # declared with each field in fields.py
 from trainforge.errors import bounded_repr
 
-# Names other libraries (HF Trainer, Lightning, older trainforge notebooks) use for the same option.
-ALIASES: dict[str, str] = {
-    "save_every_n_epochs": "checkpoint_frequency",
-    "n_epochs": "epochs",
-    "num_epochs": "epochs",
-    "num_train_epochs": "epochs",
-    "lr": "learning_rate",
-    "grad_accum_steps": "gradient_accumulation_steps",
-    "accumulation_steps": "gradient_accumulation_steps",
-    "gradient_clip_val": "max_grad_norm",
-    "grad_clip": "max_grad_norm",
-    "per_device_train_batch_size": "batch_size",
-    "warmup_proportion": "warmup_ratio",
-    "wandb_run_name": "run_name",
-}
-
+__all__ = ["ALIASES", "canonicalize", "suggestion"]
 
 def suggestion(key: str, canonical: Collection[str], aliases: Mapping[str, str] = ALIASES) -> str:
     """The ``Fix:`` text for an unknown key: a did-you-mean over canonical names and aliases."""

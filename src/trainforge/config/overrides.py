@@ -1,7 +1,9 @@
 """``key=value`` overrides from a command line, e.g. ``trainforge train lr=1e-3 model.n_layer=4``.
 
 Accepted forms: ``key=value``, ``--key=value`` (what W&B sweep agents pass) and ``--key value``.
-Values are read as YAML (``true``, ``null``, ``[onnx, torchscript]``), with ``1e-3`` read as a float.
+Values are read as YAML (``true``, ``null``, ``[onnx, torchscript]``), with ``1e-3`` read as a float; a
+TrainingConfig field whose type is text (``run_name``, ``notes``, ``precision``, ...: ``fields.text_fields``) keeps
+what was typed, so ``run_name=2024`` is ``"2024"`` and ``notes=yes`` is ``"yes"`` (``null`` is still None).
 Dotted keys nest; dashes in keys become underscores (``--learning-rate`` is ``learning_rate``).
 """
 
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from trainforge.config._yaml import TooManyNodes, yaml_loads
+from trainforge.config.fields import text_fields
 from trainforge.errors import ConfigError, bounded_repr
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
@@ -28,6 +31,8 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item, key, text in pairs:
         value, error = _parse_value(text)
+        if key in text_fields() and isinstance(value, (bool, int, float)):
+            value = text.strip()  # YAML would read 2024 as a number and yes as True; the field wants the text
         if error:
             problems.append(f"{bounded_repr(item)}: the value is not valid YAML ({error}). Fix: quote it, e.g. key='...'.")
             continue

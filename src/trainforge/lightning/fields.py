@@ -1,15 +1,17 @@
 """Which ``TrainingConfig`` fields ``TrainingCoordinator`` honours on the Lightning path, and the refusal of the rest.
 
-A field is honoured when the Coordinator applies it (most through Lightning's own options, see
-:mod:`trainforge.lightning.coordinator`). Every other field is refused by name before fitting when it is set to
-anything but its default — one ``ConfigError`` that lists each such field, its value, why, and the fix — so a
-setting never does nothing without a word. Fields added to ``TrainingConfig`` later are refused until the
-Coordinator learns them (they are not in ``HONOURED``).
+Each field declares how the Lightning path treats it (``lightning=`` in :mod:`trainforge.config.fields`); the sets
+below are derived from that. A field is honoured when the Coordinator applies it (most through Lightning's own
+options, see :mod:`trainforge.lightning.coordinator`). Every other field is refused by name before fitting when it
+is set to anything but its default — one ``ConfigError`` that lists each such field, its value, why, and the fix —
+so a setting never does nothing without a word. Fields added to ``TrainingConfig`` later are refused until the
+Coordinator learns them (their declaration's default is ``lightning="refused"``).
 """
 
 from __future__ import annotations
 
 from trainforge.config import TrainingConfig
+from trainforge.config.fields import SETTINGS
 from trainforge.errors import ConfigError, bounded_repr
 
 __all__ = ["DATA_FIELDS", "DISPLAY_ONLY", "HONOURED", "check_fields"]
@@ -17,24 +19,18 @@ __all__ = ["DATA_FIELDS", "DISPLAY_ONLY", "HONOURED", "check_fields"]
 _USE_TRAINER = "Fix: use trainforge.Trainer for it, or leave it at its default on the Lightning path."
 
 # Applied by the Coordinator (through Lightning, trainforge's optimizer/schedule/loss, or its own run files).
-HONOURED = frozenset({
-    "epochs", "max_steps", "learning_rate", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "seed",
-    "deterministic", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "lr_schedule",
-    "warmup_ratio", "warmup_steps", "min_lr_ratio", "precision", "use_amp", "compile_mode", "device",
-    "validation_split", "max_train_samples", "max_val_samples", "num_workers", "shuffle", "early_stopping_patience",
-    "early_stopping_min_delta", "monitor", "monitor_mode", "checkpoint_dir", "checkpoint_frequency",
-    "checkpoint_every_n_steps", "keep_last_n", "save_best", "on_checkpoint_error", "output_dir", "run_name",
-    "use_wandb", "wandb_project", "wandb_entity", "notes", "tags", "log_every_n_steps", "progress_bar", "loggers",
-    "track_runs", "plots", "export_bundle", "export_formats", "export_dir", "strategy",
-    "optimizer", "optimizer_kwargs",  # (the module builds its optimizer with the Trainer's build_optimizer)
-    "overwrite",  # (its run directory: one run per directory, as on the Trainer path)
-})
+HONOURED = frozenset(name for name, spec in SETTINGS.items() if spec.lightning in ("honoured", "data"))
 
 # Applied only when the Coordinator builds the data (train_data=/val_data=); a LightningDataModule builds its own
 # loaders, so these are refused with one (batch_size, num_workers and shuffle always have a value: the
 # datamodule's own win, as documented).
-DATA_FIELDS = ("validation_split", "max_train_samples", "max_val_samples", "eval_batch_size")
+DATA_FIELDS = tuple(name for name, spec in SETTINGS.items() if spec.lightning == "data")
 
+# Display pacing of trainforge's own console and dashboards, which a Lightning run does not use (Lightning paces
+# its loggers with log_every_n_steps): accepted so that one config can drive both paths; it changes no result.
+DISPLAY_ONLY = frozenset(name for name, spec in SETTINGS.items() if spec.lightning == "display")
+
+# Why a refused field cannot be applied, where there is more to say than "no equivalent".
 _WHY: dict[str, str] = {
     "resume_from_checkpoint": "the Lightning path does not resume a run (neither trainforge's .pt checkpoints nor "
                               "its own .ckpt files: the epoch history, best metric and rotation would restart). "
@@ -45,10 +41,6 @@ _WHY: dict[str, str] = {
     "nan_lr_factor": "it configures trainforge's NaN guard, which Lightning does not have. " + _USE_TRAINER,
     "nan_max_rollbacks": "it configures trainforge's NaN guard, which Lightning does not have. " + _USE_TRAINER,
 }
-
-# Display pacing of trainforge's own console and dashboards, which a Lightning run does not use (Lightning paces
-# its loggers with log_every_n_steps): accepted so that one config can drive both paths; it changes no result.
-DISPLAY_ONLY = frozenset({"dashboard_min_interval_s"})
 
 
 def check_fields(cfg: TrainingConfig, *, datamodule_given: bool) -> None:

@@ -21,6 +21,7 @@ from trainforge.checkpoint.io import FORMAT_VERSION, canonical_state_dict, load_
 from trainforge.checkpoint.manager import ranked_checkpoints
 from trainforge.checkpoint.rng import capture_rng
 from trainforge.config import TrainingConfig
+from trainforge.config.fields import SETTINGS
 from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
 from trainforge.distributed import fsdp
@@ -32,19 +33,13 @@ from trainforge.trainer.state import TrainState
 
 __all__ = ["RunCheckpoint", "config_dict", "find_checkpoint", "rebase_position"]
 
-# Optimisation settings a resumed run applies to the restored optimizer and schedule (logged old -> new, not
-# warned about: the user asked for them). The schedule's length follows epochs/max_steps and is logged too.
-APPLIED_ON_RESUME = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
-                     "lr_schedule", "warmup_ratio", "warmup_steps", "min_lr_ratio")
+# Declared with each field (``resume=`` in trainforge/config/fields.py). Optimisation settings a resumed run applies
+# to the restored optimizer and schedule (logged old -> new, not warned about: the user asked for them); the
+# schedule's length follows epochs/max_steps and is logged too.
+APPLIED_ON_RESUME = tuple(name for name, spec in SETTINGS.items() if spec.resume == "applied")
 # Fields that do not change the training math (where files go, what is logged or kept, when to stop or save, which
 # epoch is "best"): changing them on resume still gives the uninterrupted run's steps, so no warning.
-_RESUME_FREE = {"epochs", "max_steps", "resume_from_checkpoint", "run_name", "output_dir", "progress_bar", "notes",
-                "use_wandb", "wandb_project", "wandb_entity", "tags", "export_bundle", "export_formats", "export_dir",
-                "log_every_n_steps", "checkpoint_dir", "keep_last_n", "on_checkpoint_error", "checkpoint_frequency",
-                "checkpoint_every_n_steps", "save_best", "overwrite", "track_runs", "plots", "loggers",
-                "dashboard_min_interval_s", "early_stopping_patience", "early_stopping_min_delta", "monitor",
-                "monitor_mode", "num_workers", "max_val_samples", "nan_max_consecutive", "nan_lr_factor",
-                "nan_max_rollbacks", *APPLIED_ON_RESUME}
+_RESUME_FREE = {name for name, spec in SETTINGS.items() if spec.resume in ("free", "applied")}
 
 
 @dataclass
