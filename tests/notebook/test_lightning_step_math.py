@@ -19,22 +19,10 @@ pytest.importorskip("lightning")
 
 import lightning as L  # noqa: E402
 
-from tests.helpers import lm_task, quiet_config, tiny_gpt  # noqa: E402
+from tests.helpers import PAD, lm_task, padded_lm_rows, quiet_config, tiny_gpt  # noqa: E402
 from trainforge import Trainer  # noqa: E402
 from trainforge.lightning import TrainingCoordinator  # noqa: E402
 from trainforge.trainer.step_math import window_divisor  # noqa: E402
-
-PAD = 0
-
-
-def padded_lm_rows(n: int = 20, seq: int = 16) -> Tensor:
-    """[n, seq] token rows padded with PAD at the end: every other batch of 4 rows is short (3-5 tokens), the
-    others long (12-16), so the micro-batches of one accumulation window hold very different target counts."""
-    g = torch.Generator().manual_seed(3)
-    ids = torch.randint(1, 32, (n, seq), generator=g)
-    short = (torch.arange(n) // 4) % 2 == 0
-    lengths = torch.where(short, torch.randint(3, 6, (n,), generator=g), torch.randint(12, seq + 1, (n,), generator=g))
-    return ids.masked_fill(torch.arange(seq)[None, :] >= lengths[:, None], PAD)
 
 
 def test_window_divisor_is_the_global_target_count_per_rank() -> None:

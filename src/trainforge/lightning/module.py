@@ -198,9 +198,10 @@ class TaskLightningModule(L.LightningModule):
             self.log(key, value, prog_bar=key == "val/loss", sync_dist=False)
 
     def _reduce(self, t: Tensor) -> Tensor:
-        """Sum over processes (Lightning's strategy collective; identity in one process)."""
+        """Sum over processes (Lightning's strategy collective; identity in one process). ``t`` is left as it is
+        (the collective itself works in place)."""
         if self.trainer.world_size > 1:
-            return self.trainer.strategy.reduce(t, reduce_op="sum")  # type: ignore[no-any-return]
+            return self.trainer.strategy.reduce(t.clone(), reduce_op="sum")  # type: ignore[no-any-return]
         return t
 
     # ------------------------------------------------------------------ optimizer
