@@ -27,3 +27,18 @@ def quiet_config(**overrides):
                   dashboard_min_interval_s=0.0)
     values.update(overrides)
     return TrainingConfig(**values)
+
+
+PAD = 0  # the pad id of padded_lm_rows
+
+
+def padded_lm_rows(n: int = 20, seq: int = 16, pad: int = PAD, short=None):
+    """[n, seq] token rows (vocab 32) padded with ``pad`` at the end: the rows of the bool mask ``short`` hold 3-5
+    tokens, the others 12-16. The default mask alternates every 4 rows, so the micro-batches (of 4) of an
+    accumulation window hold very different target counts: where a per-micro-batch mean and the token-normalised
+    window loss differ."""
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, 32, (n, seq), generator=g)
+    short = (torch.arange(n) // 4) % 2 == 0 if short is None else short
+    lengths = torch.where(short, torch.randint(3, 6, (n,), generator=g), torch.randint(12, seq + 1, (n,), generator=g))
+    return ids.masked_fill(torch.arange(seq)[None, :] >= lengths[:, None], pad)

@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 try:
     import lightning as L
@@ -59,14 +59,28 @@ class SimpleDataModule(L.LightningDataModule):
         generator = torch.Generator()
         generator.manual_seed(self.seed)
         shuffle = shuffle and not isinstance(dataset, IterableDataset)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, collate_fn=self.collate_fn,
-                          num_workers=self.num_workers, generator=generator)
+        sampler: Sampler[int] | None = None
+        if not shuffle and not isinstance(dataset, IterableDataset) and _world_size() > 1:
+            # Lightning shards a training loader with a *shuffling* DistributedSampler unless it has one already:
+            # shuffle=False keeps the data order (rank r reads samples r, r + world, ...).
+            from torch.utils.data.distributed import DistributedSampler
+
+            sampler = DistributedSampler(dataset, shuffle=False)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+                          collate_fn=self.collate_fn, num_workers=self.num_workers, generator=generator)
 
     def train_dataloader(self) -> DataLoader[Any]:
         return self._loader(self.train_dataset, self.shuffle)
 
     def val_dataloader(self) -> Any:
         return self._loader(self.val_dataset, False) if self.val_dataset is not None else []
+
+
+def _world_size() -> int:
+    """The processes of the initialised process group (1 without one)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 __all__ = ["SimpleDataModule"]

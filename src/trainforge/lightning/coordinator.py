@@ -52,7 +52,6 @@ from trainforge.notebook.guardrails import check_not_data_parallel, check_notebo
 from trainforge.tasks import TaskSpec
 from trainforge.trainer.precision import resolve_device, resolve_precision
 from trainforge.trainer.results import build_results
-from trainforge.trainer.state import TrainState
 from trainforge.trainer.trainer import _wrap
 
 _LIGHTNING_PRECISION = {"fp32": "32-true", "bf16": "bf16-true", "fp16": "16-true", "bf16-mixed": "bf16-mixed",
@@ -161,10 +160,10 @@ class TrainingCoordinator:
             raise
         elapsed = time.perf_counter() - started
 
-        state = TrainState(epoch=len(module.history), global_step=int(trainer.global_step), history=module.history,
-                           best_metric=module.best_metric, best_epoch=module.best_epoch)
-        if trainer.should_stop and len(module.history) < cfg.epochs:
-            state.stop_reason = "early_stopping"
+        state = module.state  # epoch rows, best epoch and an early stop's reason, as the Trainer's loop keeps them
+        state.epoch, state.global_step = len(state.history), int(trainer.global_step)
+        if trainer.should_stop and len(state.history) < cfg.epochs and state.stop_reason is None:
+            state.stop_reason = "early_stopping"  # (a Lightning callback of the user's stopped the run)
         results = build_results(state, model, checkpoint_dir=None, run_dir=run_dir, training_time_s=elapsed,
                                 extras={"precision": precision, "loss_mode": module.adapter.mode,
                                         "device": str(trainer.strategy.root_device), "world_size": trainer.world_size,

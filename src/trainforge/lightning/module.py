@@ -1,8 +1,16 @@
 """``TaskLightningModule``: a user's ``nn.Module`` plus a ``TaskSpec`` as a ``LightningModule``.
 
 It uses trainforge's own pieces, so a Lightning run means what a ``Trainer`` run means: the ``ModelAdapter``
-(which forward to call, where the logits are), the TaskSpec's token-normalised loss and ``MetricAccumulator``
-metrics, and ``build_optimizer`` / ``build_scheduler`` (AdamW groups, warmup and decay per optimizer step).
+(which forward to call, where the logits are), the Trainer's step math (``trainer/step_math.py``: the loss of an
+optimizer step is the window's loss sum over its valid targets), ``MetricAccumulator`` metrics,
+``build_optimizer`` / ``build_scheduler`` (AdamW groups, warmup and decay per optimizer step), a ``TrainState`` for
+the history, and the one rule for best and early stopping (``Monitor.improved``, the ``EarlyStopping`` callback).
+
+How the window's loss reaches Lightning's automatic optimization: the window's target count is known only after
+its last micro-batch, while each micro-batch's backward runs before that. So each micro-batch returns its loss sum
+over a provisional divisor (the previous window's), and ``on_before_optimizer_step`` (after the gradients are
+complete and unscaled, before clipping) rescales the gradients to the window's own divisor. Gradients are linear in
+the loss, so the step is the Trainer's: sum(per-target losses of the window, all ranks) / count(valid targets).
 """
 
 from __future__ import annotations
@@ -21,16 +29,20 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("TrainingCoordinator needs PyTorch Lightning: pip install 'trainforge[lightning]' "
                       "(or use trainforge.Trainer, which needs no Lightning)") from exc
 
+from trainforge.callbacks.early_stopping import EarlyStopping
 from trainforge.config import TrainingConfig
 from trainforge.tasks import TaskSpec
 from trainforge.tasks.metrics import MetricAccumulator
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.monitor import Monitor
 from trainforge.trainer.optim import build_optimizer, build_scheduler
+from trainforge.trainer.state import TrainState
+from trainforge.trainer.step_math import window_divisor
 
 
 class TaskLightningModule(L.LightningModule):
-    """Wraps ``model`` for ``task_spec``; collects one history row per epoch (the ``Trainer``'s columns)."""
+    """Wraps ``model`` for ``task_spec``; ``state`` collects one history row per epoch (the ``Trainer``'s columns),
+    the best epoch and why the run stopped early."""
 
     forward_model: nn.Module
 
@@ -44,17 +56,31 @@ class TaskLightningModule(L.LightningModule):
         self.task = task_spec
         self.cfg = training_config
         self.adapter = ModelAdapter(model, task_spec)
-        self.history: list[dict[str, Any]] = []
-        self.best_metric: float | None = None
-        self.best_epoch: int | None = None
+        self.state = TrainState()  # epoch rows, best epoch, stop reason; epoch sums (train/loss)
         self.monitor: Monitor | None = None  # resolved and checked at fit start (is there validation data?)
+        self.early_stopping: EarlyStopping | None = None  # the Trainer's callback, with the same monitor
         self._probed = False
-        self._since_best = 0
         self._val: MetricAccumulator | None = None
         self._val_row: dict[str, float] = {}
-        self._loss_sum = torch.zeros((), dtype=torch.float64)
-        self._targets = torch.zeros((), dtype=torch.int64)
+        # The current accumulation window: its local loss sum and target count, and the divisor its micro-batches
+        # used (the previous window's; None before the first micro-batch of the fit).
+        self._window_loss = torch.zeros((), dtype=torch.float64)
+        self._window_targets = torch.zeros((), dtype=torch.int64)
+        self._divisor: Tensor | None = None
         self._started = 0.0
+
+    # (the names run files, the coordinator and users read)
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.state.history
+
+    @property
+    def best_metric(self) -> float | None:
+        return self.state.best_metric
+
+    @property
+    def best_epoch(self) -> int | None:
+        return self.state.best_epoch
 
     def forward(self, batch: Mapping[str, Tensor]) -> Any:
         return self.adapter.forward(self.forward_model, batch, None).logits
@@ -69,12 +95,18 @@ class TaskLightningModule(L.LightningModule):
     # ------------------------------------------------------------------ training
     def on_fit_start(self) -> None:
         """Resolve the monitored metric as the Trainer does (before step 0): a name the run does not log fails."""
-        self.monitor = Monitor.for_run(self.cfg, self.task, _has_validation(self.trainer),
-                                       what="TrainingCoordinator.train")
+        self._set_monitor(Monitor.for_run(self.cfg, self.task, _has_validation(self.trainer),
+                                          what="TrainingCoordinator.train"))
+
+    def _set_monitor(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        patience = self.cfg.early_stopping_patience
+        self.early_stopping = EarlyStopping(patience, monitor=monitor) if patience is not None else None
 
     def on_train_epoch_start(self) -> None:
-        self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._targets = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.state.reset_epoch_sums(self.device)
+        self._window_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._window_targets = torch.zeros((), dtype=torch.int64, device=self.device)
         self._val_row = {}
         self._started = time.perf_counter()
 
@@ -84,19 +116,35 @@ class TaskLightningModule(L.LightningModule):
         count = self.task.count_targets(labels)
         out = self.adapter.forward(self.forward_model, batch, labels)
         loss_sum = self.adapter.loss_sum(out, labels, count)
-        self._loss_sum += loss_sum.detach().double()
-        self._targets += count
-        # Token-normalised per micro-batch; Lightning averages over accumulate_grad_batches (the same window
-        # loss as trainforge's when micro-batches hold equal target counts, e.g. fixed-length LM blocks).
-        loss = loss_sum / count.clamp(min=1)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
-        return loss
+        detached = loss_sum.detach().double()
+        self.state.add_to_epoch(detached, count)
+        self._window_loss += detached
+        self._window_targets += count
+        k = self.trainer.accumulate_grad_batches
+        if self._divisor is None:  # the fit's first micro-batch: k of it, over all ranks (one collective per fit)
+            self._divisor = window_divisor(self._reduce(count) * k, self.trainer.world_size)
+        # Lightning divides what this returns by k; on_before_optimizer_step corrects the provisional divisor.
+        return loss_sum * (k / self._divisor)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The window is complete: rescale its gradients from the provisional divisor to its own (the Trainer's
+        step math), before Lightning clips them. Logs the window's loss as the step's ``train/loss``."""
+        assert self._divisor is not None
+        divisor = window_divisor(self._reduce(self._window_targets), self.trainer.world_size)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, self._divisor / divisor)  # (a float 0-d tensor: keeps each grad's dtype)
+        self._divisor = divisor
+        loss = self._window_loss / self._window_targets.clamp(min=1)
+        self.log("train/loss", loss.float(), prog_bar=True, on_step=True, on_epoch=False)
+        self._window_loss = torch.zeros_like(self._window_loss)
+        self._window_targets = torch.zeros_like(self._window_targets)
 
     def on_train_epoch_end(self) -> None:
-        sums = torch.stack([self._loss_sum, self._targets.double()])
-        sums = self._reduce(sums)
+        sums = self._reduce(torch.stack([t.double() for t in self.state.epoch_sums()]))
         n = int(sums[1].item())
-        row: dict[str, Any] = {"epoch": self.current_epoch + 1, "step": int(self.global_step),
+        self.state.epoch, self.state.global_step = self.current_epoch + 1, int(self.global_step)
+        row: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.global_step,
                                "train/loss": float(sums[0].item()) / n if n else math.nan}
         row.update(self._val_row)
         optimizers = self.trainer.optimizers
@@ -105,24 +153,25 @@ class TaskLightningModule(L.LightningModule):
         row["epoch_time_s"] = elapsed
         row["tokens_per_s"] = n / max(elapsed, 1e-9)
         if self.monitor is None:  # (fit started without on_fit_start, e.g. a test driving the hooks)
-            self.monitor = Monitor.for_run(self.cfg, self.task, "val/loss" in row, what="TrainingCoordinator.train")
+            self._set_monitor(Monitor.for_run(self.cfg, self.task, "val/loss" in row,
+                                              what="TrainingCoordinator.train"))
+        assert self.monitor is not None
         if (bad := self.monitor.non_finite(row)) is not None:
             row["non_finite"] = bad
-        self.history.append(row)
-        self._track_best(row, self.monitor)
+        self.state.history.append(row)
+        self.state.last_metrics = row
+        self._end_epoch(row, self.monitor)
 
-    def _track_best(self, row: dict[str, Any], monitor: Monitor) -> None:
-        """Best epoch and early stopping under the Trainer's rule (``Monitor.improved``: NaN never improves)."""
+    def _end_epoch(self, row: dict[str, Any], monitor: Monitor) -> None:
+        """Best epoch and early stopping as the Trainer decides them: ``Monitor.improved`` (NaN never improves,
+        ``min_delta``), then the ``EarlyStopping`` callback on the same state."""
         value = monitor.value(row)
-        if value is None:
-            return
-        if monitor.improved(self.best_metric, value):
-            self.best_metric, self.best_epoch, self._since_best = value, int(row["epoch"]), 0
-        else:
-            self._since_best += 1
-            patience = self.cfg.early_stopping_patience
-            if patience is not None and self._since_best >= patience:
-                self.trainer.should_stop = True
+        if monitor.improved(self.state.best_metric, value):
+            self.state.best_metric, self.state.best_epoch = value, self.state.epoch
+        if self.early_stopping is not None:
+            self.early_stopping.on_epoch_end(self.state)
+        if self.state.stop_requested:
+            self.trainer.should_stop = True
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -149,9 +198,10 @@ class TaskLightningModule(L.LightningModule):
             self.log(key, value, prog_bar=key == "val/loss", sync_dist=False)
 
     def _reduce(self, t: Tensor) -> Tensor:
-        """Sum over processes (Lightning's strategy collective; identity in one process)."""
+        """Sum over processes (Lightning's strategy collective; identity in one process). ``t`` is left as it is
+        (the collective itself works in place)."""
         if self.trainer.world_size > 1:
-            return self.trainer.strategy.reduce(t, reduce_op="sum")  # type: ignore[no-any-return]
+            return self.trainer.strategy.reduce(t.clone(), reduce_op="sum")  # type: ignore[no-any-return]
         return t
 
     # ------------------------------------------------------------------ optimizer

@@ -34,6 +34,7 @@ from trainforge.trainer.guard import StepGuard, step_unless_flagged
 from trainforge.trainer.monitor import Monitor
 from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.state import TrainState
+from trainforge.trainer.step_math import window_divisor
 
 if TYPE_CHECKING:
     from trainforge.checkpoint.saver import CheckpointSaver
@@ -164,19 +165,15 @@ def train_window(
     labels = [p.task.targets(b) for b in batches]
     counts: list[Any]  # Tensors, or ints when every target counts
     local: Tensor | int
-    scale: Tensor | int
-    # (the scale is at least 1: a window whose targets are all ignored contributes zero loss instead of 0/0)
     if p.every_target_counts:  # the count is the shape's: no counting kernels (see data/tensor_loader.py)
         counts = [t.numel() - t.numel() // t.shape[-1] for t in labels]  # every position but the last of each row
         local = sum(counts)
-        scale = max(local, 1)
     else:
         counts = [p.task.count_targets(t) for t in labels]
         local = counts[0] if len(counts) == 1 else torch.stack(counts).sum()
-        scale = local.clamp(min=1)
-    if p.dist.enabled:
-        # Every rank divides by the global count; DDP averages gradients over ranks, so scale back by world size.
-        scale = p.dist.sum(torch.as_tensor(local, device=p.device)).clamp(min=1) / p.dist.world_size
+    # Every rank divides by the window's global count (trainer/step_math.py, shared with the Lightning module).
+    total = p.dist.sum(torch.as_tensor(local, device=p.device)) if p.dist.enabled else local
+    scale = window_divisor(total, p.dist.world_size)
     # One process has no gradient sync to skip: no generator-based context manager per micro-batch (microseconds).
     collective = p.dist.enabled or p.dist.sharded
     # One micro-batch in one process with a known, positive count: sum / count is the loss kernel's own mean, so
