@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, cast
 
 import torch
 from torch import nn
@@ -50,6 +50,9 @@ from trainforge.trainer.state import TrainState
 from trainforge.trainer.subscribers import Export, Plots, RunFiles, RunLogs, Tracker
 from trainforge.trainer.user_metrics import UserMetrics
 
+if TYPE_CHECKING:
+    from trainforge.logging import MultiLogger, ProgressBar
+
 __all__ = ["build_run"]
 
 
@@ -57,14 +60,7 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
               optimizer_arg: OptimizerArg, scheduler_arg: SchedulerFactory, metrics: Mapping[str, Any],
               train_data: Any, val_data: Any, resume_from: str | Path | None) -> Run:
     """Everything ``fit`` runs and ``finish`` reports (``Trainer.train``'s arguments, see there)."""
-    cfg.validate()
-    check_notebook_strategy(cfg.strategy)  # a kernel is one process: ddp/fsdp there need ALLOW_NOTEBOOK_DDP=1
-    dist_env = from_environment(cfg.strategy)
-    device = device_for(notebook_device(cfg.device), dist_env)  # one GPU in a notebook, said so
-    seed_everything(cfg.seed)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
+    dist_env, device = _environment(cfg)
     train_loader, sampler, samples_per_batch, val_loader = build_loaders(cfg, task, train_data, val_data, dist_env)
     monitor = Monitor.for_run(cfg, task, has_validation=val_loader is not None,  # a typo fails here, not never
                               user_metrics=metrics)
@@ -82,22 +78,10 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
         callbacks.append(EarlyStopping(cfg.early_stopping_patience, monitor=monitor))
     state = TrainState()
     state.reset_epoch_sums(device)
-
     states = RunCheckpoint(model, optimizer, scheduler, scaler, callbacks, cfg, task, model_config, dist_env,
                            sampler, samples_per_batch, device, skeleton=skeleton, total_steps=steps)
-    resume = resume_from if resume_from is not None else cfg.resume_from_checkpoint
-    checkpoint = find_checkpoint(resume, cfg.checkpoint_dir)
-    pending_rng = None
-    run_name, run_id = cfg.run_name, new_run_id()
-    if checkpoint is not None:
-        pending_rng = states.restore(checkpoint, state)
-        rebase_position(checkpoint, state, samples_per_batch, dist_env, device)
-        if isinstance(checkpoint.get("run_id"), str):
-            run_id = checkpoint["run_id"]  # the same run, continued
-        run_name = run_name or stored_run_name(checkpoint, checkpoint["_path"], f"run-{run_id[:12]}")
-    run_name = states.run_name = run_name or _new_run_name(None if cfg.output_dir else Path("runs"))
-    states.run_id = run_id
-    run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / run_name
+    resumed = _resume(states, state, resume_from)
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else Path("runs") / resumed.run_name
 
     tokenizer = getattr(train_loader, "tokenizer", None)
     check_vocab(model, tokenizer, task)  # tokenizer vs model embedding vs TaskSpec, before any batch
@@ -111,38 +95,13 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
 
         memory = estimate_before_training(model, first, adapter, task, autocast, optimizer=optimizer, device=device,
                                           accumulation=cfg.gradient_accumulation_steps)
-
     if dist_env.is_main:  # one run per directory: before step 0 and before this run writes anything
-        _claim(cfg, run_dir, run_id, resumed=checkpoint is not None, may_start_over=str(resume) == "auto")
-    from trainforge.logging import ProgressBar, build_loggers  # after validation: no files for bad input
-
-    progress = ProgressBar(total=steps, desc=run_name, enabled=cfg.progress_bar and dist_env.is_main,
-                           initial=state.global_step)
-    logger = build_loggers(
-        run_dir=str(run_dir), total_epochs=cfg.epochs, use_wandb=cfg.use_wandb, wandb_project=cfg.wandb_project,
-        wandb_entity=cfg.wandb_entity, run_name=run_name, notes=cfg.notes, tags=cfg.tags,
-        is_main_process=dist_env.is_main, resume=checkpoint is not None,
-        console_stream=cast(TextIO, progress.stream()) if progress.enabled else None,
-        loggers=cfg.loggers, dashboard_min_interval_s=cfg.dashboard_min_interval_s,
-    )
+        _claim(cfg, run_dir, resumed, may_start_over=str(resumed.resume) == "auto")
+    progress, logger = _logs(cfg, run_dir, resumed, dist_env, steps, state)
 
     forward_model = _wrap(model, cfg, dist_env, device)
-    payload = CheckpointPayload(states, dist_env, callbacks)
-    saver = CheckpointSaver(cfg.checkpoint_dir, build=payload.build, checkpoint_frequency=cfg.checkpoint_frequency,
-                            keep_last_n=cfg.keep_last_n, save_best=cfg.save_best, on_saved=payload.saved,
-                            wait_each=_observes_checkpoints(callbacks), on_error=cfg.on_checkpoint_error,
-                            barrier=dist_env.barrier, run_id=run_id)
     params = [p for p in model.parameters() if p.requires_grad]
-    rollback = Rollback(states, saver)
-    guard = states.guard = StepGuard(
-        enabled=cfg.nan_guard, max_consecutive=cfg.nan_max_consecutive, lr_factor=cfg.nan_lr_factor,
-        max_rollbacks=cfg.nan_max_rollbacks, optimizer=optimizer, params=params, lr_scale=lr_scale,
-        snapshot=rollback.snapshot, restore=rollback.restore, save=rollback.save if cfg.checkpoint_dir else None,
-        on_device=decides_on_device(optimizer, dist_env.enabled or dist_env.sharded, scaler is not None),
-        scaled=scaler is not None, agree=dist_env.sum if dist_env.enabled else None,
-        say=progress.write if dist_env.is_main else (lambda line: None))
-    if checkpoint is not None:
-        guard.load_state_dict(checkpoint)  # counters, lr scale, and the snapshot of a streak in progress
+    saver, guard, rollback = _saver_and_guard(states, resumed, params, lr_scale, progress)
     from trainforge.tracking.telemetry import LoopTelemetry, flops_per_token, peak_flops
 
     seq_len = next((int(v.shape[1]) for v in first.values() if v.dim() >= 2), None)
@@ -151,7 +110,7 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
         scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loader=val_loader,
         samples_per_batch=samples_per_batch, device=device, autocast=autocast, dist=dist_env, callbacks=callbacks,
         logger=logger, progress=progress, saver=saver, monitor=monitor, guard=guard,
-        pending_rng=pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
+        pending_rng=resumed.pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
         params=params, every_target_counts=every_target_counts(train_loader, task),
         batches_on_device=batches_on(train_loader, device),
         user_metrics=UserMetrics(metrics, task) if metrics else None,
@@ -161,15 +120,104 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
     notes = [memory.summary()] if memory is not None else []
     if (note := label_alias_note(train_data, task)) is not None:
         notes.append(note)
-    subscribers: list[Any] = [RunLogs(model_config, steps, checkpoint is not None, notes)]
-    if dist_env.is_main:  # opened in this order before step 0, closed in reverse after the results (subscribers.py)
-        subscribers = [RunFiles(run_id, model_config, tokenizer), *([Tracker(model_config)] if cfg.track_runs else []),
-                       *([Plots()] if cfg.plots else []), *subscribers,
-                       *([Export(model, skeleton, model_config, tokenizer)] if cfg.export_bundle else [])]
+    subscribers = _subscribers(cfg, dist_env, resumed, model, skeleton, model_config, tokenizer, steps, notes)
     facts = {"precision": precision, "attention_implementation": attention, "sdpa_kernels": kernels,
              "loss_mode": mode, "device": str(device), "world_size": dist_env.world_size,
              "strategy": dist_env.strategy}
-    return Run(parts, state, run_name, run_dir, facts, memory.to_dict() if memory is not None else None, subscribers)
+    return Run(parts, state, resumed.run_name, run_dir, facts, memory.to_dict() if memory is not None else None,
+               subscribers)
+
+
+class Resumed(NamedTuple):
+    """Where the run starts: the checkpoint it continues (None: a fresh run) and the run's identity."""
+
+    resume: str | Path | None  # what was asked: None, "auto" or a path
+    checkpoint: dict[str, Any] | None
+    pending_rng: dict[str, Any] | None  # the checkpoint's RNG states, restored at the matching loop point
+    run_id: str
+    run_name: str
+
+
+def _environment(cfg: TrainingConfig) -> tuple[DistEnv, torch.device]:
+    """The validated config's process group and device; the seeds set."""
+    cfg.validate()
+    check_notebook_strategy(cfg.strategy)  # a kernel is one process: ddp/fsdp there need ALLOW_NOTEBOOK_DDP=1
+    dist_env = from_environment(cfg.strategy)
+    device = device_for(notebook_device(cfg.device), dist_env)  # one GPU in a notebook, said so
+    seed_everything(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return dist_env, device
+
+
+def _resume(states: RunCheckpoint, state: TrainState, resume_from: str | Path | None) -> Resumed:
+    """The checkpoint ``resume_from`` (or the config) names, restored into ``states`` and ``state``."""
+    cfg = states.training_config
+    resume = resume_from if resume_from is not None else cfg.resume_from_checkpoint
+    checkpoint = find_checkpoint(resume, cfg.checkpoint_dir)
+    pending_rng = None
+    run_name, run_id = cfg.run_name, new_run_id()
+    if checkpoint is not None:
+        pending_rng = states.restore(checkpoint, state)
+        rebase_position(checkpoint, state, states.samples_per_batch, states.dist, states.device)
+        if isinstance(checkpoint.get("run_id"), str):
+            run_id = checkpoint["run_id"]  # the same run, continued
+        run_name = run_name or stored_run_name(checkpoint, checkpoint["_path"], f"run-{run_id[:12]}")
+    run_name = states.run_name = run_name or _new_run_name(None if cfg.output_dir else Path("runs"))
+    states.run_id = run_id
+    return Resumed(resume, checkpoint, pending_rng, run_id, run_name)
+
+
+def _logs(cfg: TrainingConfig, run_dir: Path, resumed: Resumed, dist_env: DistEnv, steps: int | None,
+          state: TrainState) -> tuple[ProgressBar, MultiLogger]:
+    """The progress bar and the run's loggers (which fail here for an unknown or missing backend)."""
+    from trainforge.logging import ProgressBar, build_loggers  # after validation: no files for bad input
+
+    progress = ProgressBar(total=steps, desc=resumed.run_name, enabled=cfg.progress_bar and dist_env.is_main,
+                           initial=state.global_step)
+    logger = build_loggers(
+        run_dir=str(run_dir), total_epochs=cfg.epochs, use_wandb=cfg.use_wandb, wandb_project=cfg.wandb_project,
+        wandb_entity=cfg.wandb_entity, run_name=resumed.run_name, notes=cfg.notes, tags=cfg.tags,
+        is_main_process=dist_env.is_main, resume=resumed.checkpoint is not None,
+        console_stream=cast(TextIO, progress.stream()) if progress.enabled else None,
+        loggers=cfg.loggers, dashboard_min_interval_s=cfg.dashboard_min_interval_s,
+    )
+    return progress, logger
+
+
+def _saver_and_guard(states: RunCheckpoint, resumed: Resumed, params: list[nn.Parameter], lr_scale: LrScale,
+                     progress: ProgressBar) -> tuple[CheckpointSaver, StepGuard, Rollback]:
+    """The checkpoint saver and the step guard, both writing what ``states`` holds."""
+    cfg, dist_env, optimizer, scaler = states.training_config, states.dist, states.optimizer, states.scaler
+    payload = CheckpointPayload(states, dist_env, states.callbacks)
+    saver = CheckpointSaver(cfg.checkpoint_dir, build=payload.build, checkpoint_frequency=cfg.checkpoint_frequency,
+                            keep_last_n=cfg.keep_last_n, save_best=cfg.save_best, on_saved=payload.saved,
+                            wait_each=_observes_checkpoints(states.callbacks), on_error=cfg.on_checkpoint_error,
+                            barrier=dist_env.barrier, run_id=resumed.run_id)
+    rollback = Rollback(states, saver)
+    guard = states.guard = StepGuard(
+        enabled=cfg.nan_guard, max_consecutive=cfg.nan_max_consecutive, lr_factor=cfg.nan_lr_factor,
+        max_rollbacks=cfg.nan_max_rollbacks, optimizer=optimizer, params=params, lr_scale=lr_scale,
+        snapshot=rollback.snapshot, restore=rollback.restore, save=rollback.save if cfg.checkpoint_dir else None,
+        on_device=decides_on_device(optimizer, dist_env.enabled or dist_env.sharded, scaler is not None),
+        scaled=scaler is not None, agree=dist_env.sum if dist_env.enabled else None,
+        say=progress.write if dist_env.is_main else (lambda line: None))
+    if resumed.checkpoint is not None:
+        guard.load_state_dict(resumed.checkpoint)  # counters, lr scale, and the snapshot of a streak in progress
+    return saver, guard, rollback
+
+
+def _subscribers(cfg: TrainingConfig, dist_env: DistEnv, resumed: Resumed, model: nn.Module,
+                 skeleton: nn.Module | None, model_config: Any, tokenizer: Any, steps: int | None,
+                 notes: list[str]) -> list[Any]:
+    """The run's subscribers, opened in this order before step 0 and closed in reverse (``subscribers.py``); only
+    the main process writes files and rows."""
+    logs = RunLogs(model_config, steps, resumed.checkpoint is not None, notes)
+    if not dist_env.is_main:
+        return [logs]
+    return [RunFiles(resumed.run_id, model_config, tokenizer), *([Tracker(model_config)] if cfg.track_runs else []),
+            *([Plots()] if cfg.plots else []), logs,
+            *([Export(model, skeleton, model_config, tokenizer)] if cfg.export_bundle else [])]
 
 
 class CheckpointPayload:
@@ -256,14 +304,15 @@ def _probe(model: nn.Module, adapter: ModelAdapter, task: TaskSpec, loader: Load
     return first, mode
 
 
-def _claim(cfg: TrainingConfig, run_dir: Path, run_id: str, *, resumed: bool, may_start_over: bool) -> None:
+def _claim(cfg: TrainingConfig, run_dir: Path, resumed: Resumed, *, may_start_over: bool) -> None:
     """One run per directory (``checkpoint/ownership.py``), before this run writes anything."""
     # An earlier train() in this process may still draw its plots into this directory (this run resumes or
     # overwrites it): let it finish before its files are removed or appended to.
     if (tracking_run := sys.modules.get("trainforge.tracking.run")) is not None:
         tracking_run.wait_for_plots()
-    removed = claim_directories(cfg.checkpoint_dir, run_dir, run_id=run_id, resumed=resumed,
-                                may_start_over=may_start_over, overwrite=cfg.overwrite)
+    removed = claim_directories(cfg.checkpoint_dir, run_dir, run_id=resumed.run_id,
+                                resumed=resumed.checkpoint is not None, may_start_over=may_start_over,
+                                overwrite=cfg.overwrite)
     if removed:
         print(f"[trainforge] overwrite=True: removed {len(removed)} files of the earlier run "
               f"({', '.join(Path(p).name for p in removed[:6])}{' ...' if len(removed) > 6 else ''}).")

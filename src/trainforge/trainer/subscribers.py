@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from trainforge.checkpoint.io import atomic_write_text
-from trainforge.checkpoint.ownership import write_run_record
+from trainforge.atomic import atomic_write_texts
+from trainforge.checkpoint.ownership import RUN_RECORD, run_record_text
 from trainforge.config import TrainingConfig
 from trainforge.safe_paths import inside
 from trainforge.tasks import TaskSpec
@@ -57,8 +57,8 @@ class RunFiles:
         self.run_id, self.model_config, self.tokenizer = run_id, model_config, tokenizer
 
     def on_fit_start(self, run: Run) -> None:
-        write_run_files(run.run_dir, run.parts.cfg, run.parts.task, self.model_config)
-        write_run_record(run.run_dir, self.run_id, run.run_name)
+        write_run_files(run.run_dir, run.parts.cfg, run.parts.task, self.model_config, run_id=self.run_id,
+                        run_name=run.run_name)
         if self.tokenizer is not None:
             from trainforge.data.tokenizers import save_tokenizer
 
@@ -168,11 +168,17 @@ class Export:
                                                  model_config=self.model_config, tokenizer=self.tokenizer))
 
 
-def write_run_files(run_dir: Path, cfg: TrainingConfig, task: TaskSpec, model_config: Any) -> None:
-    """``config.yaml``, ``task_spec.json`` and ``model_config.json`` in ``run_dir`` (also the Lightning path's)."""
+def write_run_files(run_dir: Path, cfg: TrainingConfig, task: TaskSpec, model_config: Any, *,
+                    run_id: str | None = None, run_name: str | None = None) -> None:
+    """``config.yaml``, ``task_spec.json`` and ``model_config.json`` (and ``run.json`` given the run's id and name)
+    in ``run_dir``, each atomically: the old file or the whole new one (also the Lightning path's)."""
     from trainforge.config._yaml import yaml_dumps
 
-    run_dir.mkdir(parents=True, exist_ok=True)  # each record is written atomically: old file or whole new one
-    atomic_write_text(inside(run_dir, run_dir / "config.yaml"), yaml_dumps(cfg.to_dict()))
-    atomic_write_text(inside(run_dir, run_dir / "task_spec.json"), json.dumps(task.to_dict(), indent=2))
-    atomic_write_text(inside(run_dir, run_dir / "model_config.json"), json.dumps(config_dict(model_config), indent=2))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = {"config.yaml": yaml_dumps(cfg.to_dict()), "task_spec.json": json.dumps(task.to_dict(), indent=2),
+             "model_config.json": json.dumps(config_dict(model_config), indent=2)}
+    if run_id is not None and run_name is not None:
+        files[RUN_RECORD] = run_record_text(run_id, run_name)
+    for name in files:
+        inside(run_dir, run_dir / name)
+    atomic_write_texts(run_dir, files)  # one fsync of the directory for all of them

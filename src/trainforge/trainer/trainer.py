@@ -103,14 +103,14 @@ class Trainer:
         run = build_run(self.model, self.model_config, self.training_config, self.task_spec,
                         callbacks=self.callbacks, optimizer_arg=self.optimizer, scheduler_arg=self.scheduler,
                         metrics=self.metrics, train_data=train_data, val_data=val_data, resume_from=resume_from)
-        publish(run, Event.FIT_START)  # run files, the runs-database row, the config and header lines
-        started = time.perf_counter()
         try:
+            publish(run, Event.FIT_START)  # run files, the runs-database row, the config and header lines
+            started = time.perf_counter()
             with run.parts.preemption or contextlib.nullcontext():  # SIGTERM/SIGINT: stop at a step boundary
                 fit(run)
         except BaseException as exc:
-            fail(run, exc)
-        self.results = finish(run, time.perf_counter() - started)
+            fail(run, exc)  # the logs closed, the row marked failed, callbacks told; re-raised
+        self.results = finish(run, time.perf_counter() - started)  # results, then export, summary, plots, row
         return self.results
 
     # ------------------------------------------------------ evaluate, predict
