@@ -20,8 +20,8 @@ from tests.helpers import lm_task, quiet_config, tiny_gpt
 from trainforge import CheckpointError, Trainer
 from trainforge.checkpoint import CheckpointManager, safe_load
 from trainforge.checkpoint.manager import epoch_path, list_checkpoints
+from trainforge.trainer.build import _observes_checkpoints
 from trainforge.trainer.events import Callback
-from trainforge.trainer.trainer import _observes_checkpoints
 
 REAL_FSYNC = os.fsync
 

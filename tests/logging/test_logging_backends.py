@@ -156,7 +156,7 @@ def test_non_zero_ranks_write_nothing(tmp_path: Path, offline_wandb) -> None:
 
 def test_rank_1_training_writes_no_files_and_no_database(lm_blocks, monkeypatch: pytest.MonkeyPatch) -> None:
     """A non-main process of a (simulated) 2-process run: its trainer writes nothing at all."""
-    import trainforge.trainer.trainer as trainer_module
+    import trainforge.trainer.build as trainer_module
     from trainforge.distributed.env import DistEnv
 
     real = trainer_module.from_environment

@@ -17,7 +17,7 @@ from tests.helpers import lm_task, quiet_config
 from tests.reliability.test_nan_guard import NanOnCalls, PoisonGPT, poisoned
 from trainforge import Trainer
 from trainforge.checkpoint.io import safe_load
-from trainforge.trainer import guard, optim, trainer
+from trainforge.trainer import build, guard, optim
 from trainforge.trainer.guard import NonFiniteTrainingError
 
 
@@ -25,11 +25,11 @@ from trainforge.trainer.guard import NonFiniteTrainingError
 def fused(monkeypatch) -> list[int]:
     """AdamW with fused kernels on the CPU; returns the number of decisions each read of the device found."""
 
-    def build(model, cfg, device):
+    def fused_adamw(model, cfg, device):
         return torch.optim.AdamW(optim.param_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
                                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon, fused=True)
 
-    monkeypatch.setattr(trainer, "build_optimizer", build)
+    monkeypatch.setattr(build, "build_optimizer", fused_adamw)
     reads: list[int] = []
     real = guard.StepGuard.settle
 
@@ -48,7 +48,7 @@ def _train(model, data, val=None, *, on_device: bool, monkeypatch, **overrides):
     callbacks = [model] if isinstance(model, NanOnCalls) else []
     with monkeypatch.context() as patch:
         if not on_device:  # the reference: the same fused optimizer, decided on the host every step
-            patch.setattr(trainer, "decides_on_device", lambda *args: False)
+            patch.setattr(build, "decides_on_device", lambda *args: False)
         return Trainer(model, model.config, config, lm_task(), callbacks=callbacks).train(data, val)
 
 

@@ -19,7 +19,8 @@ from trainforge.checkpoint.manager import INDEX, ProgressIndex, list_checkpoints
 from trainforge.errors import ConfigError
 from trainforge.safe_paths import NAME_RULE, inside, is_safe_name
 
-__all__ = ["RUN_RECORD", "claim_directories", "new_run_id", "read_run_id", "stored_run_name", "write_run_record"]
+__all__ = ["RUN_RECORD", "claim_directories", "new_run_id", "read_run_id", "run_record_text", "stored_run_name",
+           "write_run_record"]
 
 RUN_RECORD = "run.json"
 # What a run writes into its run directory (records, loggers, plots, tokenizer): what overwrite=True removes there.
@@ -58,7 +59,12 @@ def read_run_id(run_dir: str | Path) -> str | None:
 def write_run_record(run_dir: Path, run_id: str, run_name: str) -> None:
     from trainforge.atomic import atomic_write_text
 
-    atomic_write_text(inside(run_dir, run_dir / RUN_RECORD), json.dumps({"run_id": run_id, "run_name": run_name}))
+    atomic_write_text(inside(run_dir, run_dir / RUN_RECORD), run_record_text(run_id, run_name))
+
+
+def run_record_text(run_id: str, run_name: str) -> str:
+    """What ``run.json`` holds."""
+    return json.dumps({"run_id": run_id, "run_name": run_name})
 
 
 def _holds_a_run(run_dir: Path) -> bool:

@@ -50,9 +50,9 @@ from trainforge.lightning.module import TaskLightningModule
 from trainforge.lightning.run_files import RunFiles
 from trainforge.notebook.guardrails import check_not_data_parallel, check_notebook_strategy, in_notebook, visible_gpus
 from trainforge.tasks import TaskSpec
+from trainforge.trainer.build import _wrap
 from trainforge.trainer.precision import resolve_device, resolve_precision
 from trainforge.trainer.results import build_results
-from trainforge.trainer.trainer import _wrap
 
 _LIGHTNING_PRECISION = {"fp32": "32-true", "bf16": "bf16-true", "fp16": "16-true", "bf16-mixed": "bf16-mixed",
                         "fp16-mixed": "16-mixed"}
@@ -220,13 +220,13 @@ class TrainingCoordinator:
         from trainforge.checkpoint.ownership import claim_directories, new_run_id, write_run_record
         from trainforge.logging.csv_logger import CSVLogger
         from trainforge.trainer.resume import config_dict
-        from trainforge.trainer.trainer import _write_run_files
+        from trainforge.trainer.subscribers import write_run_files
 
         # One run per run directory, as on the Trainer path: another run's records stop this one before fitting
         # (overwrite=True removes them first). Its .ckpt files never mix: checkpoint_paths lists only this run's.
         run_id = new_run_id()
         claim_directories(None, run_dir, run_id=run_id, resumed=False, may_start_over=False, overwrite=cfg.overwrite)
-        _write_run_files(run_dir, cfg, task, model_config)
+        write_run_files(run_dir, cfg, task, model_config)
         write_run_record(run_dir, run_id, run_name)
         records: list[Any] = [CSVLogger(run_dir)]
         tracker = None

@@ -1,4 +1,4 @@
-"""The training loop. It reads top to bottom; everything it uses is built beforehand in ``trainer.py``.
+"""The training loop. It reads top to bottom; everything it uses is built beforehand in ``build.py``.
 
 Exactness of resume rests on three rules kept here:
   * the data position is arithmetic on the sampler (``batches_in_epoch * batch_size`` samples skipped);
@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -53,8 +54,23 @@ Loader = DataLoader[Any] | TensorBatchLoader
 
 
 @dataclass
+class Run:
+    """One ``train()`` call, as ``build.build_run`` returns it: :func:`fit` runs ``parts`` on ``state``; the rest is
+    for ``finish.py`` and the run's subscribers (run files, tracker, logs, plots, export: ``subscribers.py``)."""
+
+    parts: Parts
+    state: TrainState
+    run_name: str
+    run_dir: Path
+    facts: dict[str, Any]  # results entries known before step 0: precision, device, attention, loss mode, ...
+    memory_estimate: dict[str, Any] | None = None  # the estimate printed before step 0 (main process)
+    subscribers: list[Any] = field(default_factory=list)  # FIT_START in order; FIT_END / EXCEPTION in reverse
+    results: dict[str, Any] = field(default_factory=dict)  # finish's results, read (and added to) at FIT_END
+
+
+@dataclass
 class Parts:
-    """Everything the loop needs, built by ``Trainer.train``."""
+    """Everything the loop needs, built by ``build.build_run``."""
 
     cfg: TrainingConfig
     task: TaskSpec
@@ -88,8 +104,9 @@ class Parts:
     user_metrics: UserMetrics | None = None  # Trainer(metrics=...): logged as val/<name> with the task's
 
 
-def fit(p: Parts, state: TrainState) -> None:
+def fit(run: Run) -> None:
     """Train until ``cfg.epochs`` epochs (or ``max_steps`` steps) are done or a callback asks to stop."""
+    p, state = run.parts, run.state
     cfg, guard = p.cfg, p.guard
     fire(p.callbacks, Event.FIT_START, state)
     guard.remember(state)  # the first rollback point

@@ -17,36 +17,38 @@ from torch.utils.data import DataLoader, IterableDataset
 from trainforge.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from trainforge.config import TrainingConfig
     from trainforge.distributed.env import DistEnv
+    from trainforge.tasks import TaskSpec
     from trainforge.trainer.adapter import ModelAdapter
-    from trainforge.trainer.trainer import Trainer
 
 __all__ = ["evaluate_data", "predict_data"]
 
 OUTPUTS = ("logits", "ids")
 
 
-def evaluate_data(trainer: Trainer, data: Any) -> dict[str, float]:
-    """``{"val/<metric>": value}`` for the trainer's model on ``data`` (see ``Trainer.evaluate``)."""
+def evaluate_data(model: nn.Module, cfg: TrainingConfig, task: TaskSpec, metrics: Mapping[str, Any],
+                  data: Any) -> dict[str, float]:
+    """``{"val/<metric>": value}`` for ``model`` on ``data`` (see ``Trainer.evaluate``)."""
     from trainforge.trainer.evaluate import evaluate
     from trainforge.trainer.loop import _to_device
     from trainforge.trainer.user_metrics import UserMetrics
 
-    task = trainer.task_spec
-    model, device, autocast, dist_env = _setup(trainer)
-    loader = _loader_for(trainer, data, "data", dist_env, shard=True)
+    model, device, autocast, dist_env = _setup(model, cfg)
+    loader = _loader_for(cfg, task, data, "data", dist_env, shard=True)
     first = next(iter(loader), None)
     if first is None:
         raise DataError("evaluate: data produced no batches. Fix: pass at least one sample.")
-    adapter = _probed_adapter(model, trainer, _to_device(first, device), autocast, labelled=True)
-    metrics = UserMetrics(trainer.metrics, task) if trainer.metrics else None
+    adapter = _probed_adapter(model, task, _to_device(first, device), autocast, labelled=True)
+    user_metrics = UserMetrics(metrics, task) if metrics else None
     values = evaluate(model, loader, task, adapter, lambda b: _to_device(b, device), autocast,
-                      dist_env.sum if dist_env.enabled else None, metrics)
+                      dist_env.sum if dist_env.enabled else None, user_metrics)
     return {f"val/{name}": value for name, value in values.items()}
 
 
 @torch.no_grad()
-def predict_data(trainer: Trainer, data: Any, output: str = "logits") -> Tensor | list[Tensor]:
+def predict_data(model: nn.Module, cfg: TrainingConfig, task: TaskSpec, data: Any,
+                 output: str = "logits") -> Tensor | list[Tensor]:
     """The model's logits (or their argmax) on ``data``, in data order (see ``Trainer.predict``)."""
     from trainforge.trainer.loop import _to_device
 
@@ -54,11 +56,10 @@ def predict_data(trainer: Trainer, data: Any, output: str = "logits") -> Tensor 
         raise ConfigError([f"output: expected one of {', '.join(map(repr, OUTPUTS))}, got {output!r}. Fix: "
                            "output='logits' for the raw scores, output='ids' for class ids / token ids."],
                           what="Trainer.predict")
-    task = trainer.task_spec
     if isinstance(data, Tensor) and task.task_type != "language_modeling":
         data = [{task.input_field: row} for row in data]  # inputs alone: predict needs no labels
-    model, device, autocast, dist_env = _setup(trainer)
-    loader = _loader_for(trainer, data, "data", dist_env, shard=False)
+    model, device, autocast, dist_env = _setup(model, cfg)
+    loader = _loader_for(cfg, task, data, "data", dist_env, shard=False)
     adapter: ModelAdapter | None = None
     chunks: list[Tensor] = []
     was_training = model.training
@@ -68,7 +69,7 @@ def predict_data(trainer: Trainer, data: Any, output: str = "logits") -> Tensor 
             batch = _to_device(raw, device)
             labels = _labels_if_any(task, batch)
             if adapter is None:
-                adapter = _probed_adapter(model, trainer, batch, autocast, labelled=labels is not None)
+                adapter = _probed_adapter(model, task, batch, autocast, labelled=labels is not None)
             with autocast():
                 out = adapter.forward(model, batch, labels)
             if out.logits is None:
@@ -85,31 +86,29 @@ def predict_data(trainer: Trainer, data: Any, output: str = "logits") -> Tensor 
     return [sample for chunk in chunks for sample in chunk]  # e.g. padded sequences of different lengths
 
 
-def _setup(trainer: Trainer) -> tuple[nn.Module, torch.device, Any, DistEnv]:
+def _setup(model: nn.Module, cfg: TrainingConfig) -> tuple[nn.Module, torch.device, Any, DistEnv]:
     """The plain model on the run's device (moved there as ``train`` does), its autocast, and the process group."""
     from trainforge.distributed.env import from_environment
     from trainforge.notebook.guardrails import notebook_device
+    from trainforge.trainer.loaders import device_for
     from trainforge.trainer.precision import autocast_factory, resolve_precision
-    from trainforge.trainer.trainer import _device_for
 
-    cfg = trainer.training_config
     cfg.validate()
     dist_env = from_environment(cfg.strategy)
-    device = _device_for(notebook_device(cfg.device, say=False), dist_env)
-    model = trainer.model.to(device)
+    device = device_for(notebook_device(cfg.device, say=False), dist_env)
+    model = model.to(device)
     precision = resolve_precision(cfg.precision, cfg.use_amp, device)
     return model, device, autocast_factory(precision, device), dist_env
 
 
-def _loader_for(trainer: Trainer, data: Any, what: str, dist_env: DistEnv, *, shard: bool) -> Any:
+def _loader_for(cfg: TrainingConfig, task: TaskSpec, data: Any, what: str, dist_env: DistEnv, *, shard: bool) -> Any:
     """A loader over ``data`` in data order: ``train``'s validation loader (``shard``: each process its share, as
     validation does), or a given DataLoader (rebuilt without its sampler when it would shuffle a sized dataset)."""
     from trainforge.data.collators import get_collator
     from trainforge.data.inputs import as_dataset, limit_samples
     from trainforge.distributed.sampling import EvalShardSampler
-    from trainforge.trainer.trainer import _loader
+    from trainforge.trainer.loaders import make_loader
 
-    cfg, task = trainer.training_config, trainer.task_spec
     dataset = as_dataset(data, task, what)
     if isinstance(dataset, DataLoader):
         given = dataset
@@ -122,7 +121,7 @@ def _loader_for(trainer: Trainer, data: Any, what: str, dist_env: DistEnv, *, sh
     sampler = None
     if shard and dist_env.enabled and not isinstance(dataset, IterableDataset):
         sampler = EvalShardSampler(len(dataset), dist_env.rank, dist_env.world_size)  # type: ignore[arg-type]
-    return _loader(dataset, cfg.eval_batch_size or cfg.batch_size, sampler, get_collator(task), cfg.num_workers,
+    return make_loader(dataset, cfg.eval_batch_size or cfg.batch_size, sampler, get_collator(task), cfg.num_workers,
                    cfg.seed, task)
 
 
@@ -134,13 +133,13 @@ def _labels_if_any(task: Any, batch: Mapping[str, Tensor]) -> Tensor | None:
         return None
 
 
-def _probed_adapter(model: nn.Module, trainer: Trainer, batch: Mapping[str, Tensor], autocast: Any,
+def _probed_adapter(model: nn.Module, task: TaskSpec, batch: Mapping[str, Tensor], autocast: Any,
                     *, labelled: bool) -> ModelAdapter:
     """The adapter ``train`` would use for this model, its calling mode decided from one batch."""
     from trainforge.trainer.adapter import ModelAdapter
 
-    adapter = ModelAdapter(model, trainer.task_spec)
+    adapter = ModelAdapter(model, task)
     if labelled:
         with autocast():
-            adapter.probe(model, batch, trainer.task_spec.targets(batch))
+            adapter.probe(model, batch, task.targets(batch))
     return adapter
