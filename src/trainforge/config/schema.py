@@ -63,6 +63,7 @@ class TrainingConfigKwargs(TypedDict, total=False):
     validation_split: float
     max_train_samples: int | None
     max_val_samples: int | None
+    eval_every_n_steps: int | None
     num_workers: int
     shuffle: bool
     early_stopping_patience: int | None
@@ -156,6 +157,7 @@ class TrainingConfig:
     validation_split: float = 0.0  # used only when no val_data is given
     max_train_samples: int | None = None
     max_val_samples: int | None = None
+    eval_every_n_steps: int | None = None  # also validate mid-epoch, after every N-th optimizer step
     num_workers: int = 0
     shuffle: bool = True
     # --- early stopping

@@ -209,6 +209,8 @@ _RANGES: list[tuple[str, Callable[[Any], bool], str, str]] = [
         "use a number of samples, or None to use them all.",
     ),
     ("max_val_samples", _at_least_1, "must be at least 1 or None", "use a number of samples, or None to use them all."),
+    ("eval_every_n_steps", _at_least_1, "must be at least 1 or None",
+     "use a number of optimizer steps, or None to validate at epoch ends only."),
     (
         "num_workers",
         lambda v: v >= 0,

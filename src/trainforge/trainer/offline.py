@@ -27,22 +27,28 @@ OUTPUTS = ("logits", "ids")
 
 
 def evaluate_data(trainer: Trainer, data: Any) -> dict[str, float]:
-    """``{"val/<metric>": value}`` for the trainer's model on ``data`` (see ``Trainer.evaluate``)."""
+    """``{"val/<metric>": value}`` for the trainer's model on ``data`` (see ``Trainer.evaluate``); for a dict of
+    named sets ``{"val/<set>/<metric>": value}``, each set evaluated alone, as in ``train``."""
     from trainforge.trainer.evaluate import evaluate
     from trainforge.trainer.loop import _to_device
     from trainforge.trainer.user_metrics import UserMetrics
+    from trainforge.trainer.val_sets import UNNAMED, metric_key, set_names
 
     task = trainer.task_spec
     model, device, autocast, dist_env = _setup(trainer)
-    loader = _loader_for(trainer, data, "data", dist_env, shard=True)
-    first = next(iter(loader), None)
-    if first is None:
-        raise DataError("evaluate: data produced no batches. Fix: pass at least one sample.")
-    adapter = _probed_adapter(model, trainer, _to_device(first, device), autocast, labelled=True)
-    metrics = UserMetrics(trainer.metrics, task) if trainer.metrics else None
-    values = evaluate(model, loader, task, adapter, lambda b: _to_device(b, device), autocast,
-                      dist_env.sum if dist_env.enabled else None, metrics)
-    return {f"val/{name}": value for name, value in values.items()}
+    out: dict[str, float] = {}
+    for set_name in set_names(data):
+        what = "data" if set_name == UNNAMED else f"data[{set_name!r}]"
+        loader = _loader_for(trainer, data if set_name == UNNAMED else data[set_name], what, dist_env, shard=True)
+        first = next(iter(loader), None)
+        if first is None:
+            raise DataError(f"evaluate: {what} produced no batches. Fix: pass at least one sample.")
+        adapter = _probed_adapter(model, trainer, _to_device(first, device), autocast, labelled=True)
+        metrics = UserMetrics(trainer.metrics, task) if trainer.metrics else None
+        values = evaluate(model, loader, task, adapter, lambda b: _to_device(b, device), autocast,
+                          dist_env.sum if dist_env.enabled else None, metrics)
+        out.update({metric_key(set_name, name): value for name, value in values.items()})
+    return out
 
 
 @torch.no_grad()

@@ -44,7 +44,7 @@ _RESUME_FREE = {"epochs", "max_steps", "resume_from_checkpoint", "run_name", "ou
                 "checkpoint_every_n_steps", "save_best", "overwrite", "track_runs", "plots", "loggers",
                 "dashboard_min_interval_s", "early_stopping_patience", "early_stopping_min_delta", "monitor",
                 "monitor_mode", "num_workers", "max_val_samples", "nan_max_consecutive", "nan_lr_factor",
-                "nan_max_rollbacks", *APPLIED_ON_RESUME}
+                "nan_max_rollbacks", "eval_every_n_steps", *APPLIED_ON_RESUME}
 
 
 @dataclass

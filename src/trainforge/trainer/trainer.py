@@ -41,11 +41,11 @@ from trainforge.data.tensor_loader import (
 from trainforge.data.tokenizers import check_vocab, save_tokenizer
 from trainforge.distributed import fsdp
 from trainforge.distributed.env import DistEnv, from_environment
-from trainforge.distributed.sampling import EvalShardSampler
 from trainforge.errors import ConfigError, DataError, TrainforgeError
 from trainforge.notebook.guardrails import check_not_data_parallel, check_notebook_strategy, notebook_device
 from trainforge.safe_paths import inside
 from trainforge.tasks import TaskSpec
+from trainforge.trainer import val_sets
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
 from trainforge.trainer.events import Callback, Event, fire
@@ -138,7 +138,9 @@ class Trainer:
 
         Args:
             train_data: a Dataset, DataLoader, HF Dataset, tensor [N, T], list of samples or (inputs, labels).
-            val_data: the same forms, or None (then ``validation_split`` may carve one from train_data).
+            val_data: the same forms, a dict of named sets ``{"wiki": ..., "code": ...}`` (logged as
+                ``val/<name>/loss`` etc.; the first one monitored by default), or None (then ``validation_split``
+                may carve one from train_data).
             resume_from: ``"auto"`` (newest checkpoint in ``checkpoint_dir``) or a checkpoint path; overrides
                 ``training_config.resume_from_checkpoint``.
         """
@@ -152,9 +154,9 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
-        train_loader, sampler, samples_per_batch, val_loader = self._loaders(train_data, val_data, dist_env)
-        monitor = Monitor.for_run(cfg, task, has_validation=val_loader is not None,  # a typo fails here, not never
-                                  user_metrics=self.metrics)
+        train_loader, sampler, samples_per_batch, val_loaders = self._loaders(train_data, val_data, dist_env)
+        monitor = Monitor.for_run(cfg, task, has_validation=bool(val_loaders),  # a typo fails here, not never
+                                  user_metrics=self.metrics, val_sets=list(val_loaders))
         model = self.model.to(device)
         precision = resolve_precision(cfg.precision, cfg.use_amp, device)
         skeleton = None
@@ -322,7 +324,7 @@ class Trainer:
             guard.load_state_dict(checkpoint)  # counters, lr scale, and the snapshot of a streak in progress
         parts = Parts(
             cfg=cfg, task=task, model=forward_model, raw_model=model, adapter=adapter, optimizer=optimizer,
-            scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loader=val_loader,
+            scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loaders=val_loaders,
             samples_per_batch=samples_per_batch,
             device=device, autocast=autocast_factory(precision, device), dist=dist_env, callbacks=callbacks,
             logger=logger, progress=progress, saver=saver, monitor=monitor, guard=guard,
@@ -396,7 +398,7 @@ class Trainer:
     def evaluate(self, data: Any) -> dict[str, float]:
         """The validation metrics of the model's current weights on ``data`` (any form ``val_data`` accepts):
         ``{"val/loss": ..., "val/perplexity": ..., "val/<your metric>": ...}``, the keys of the epoch rows, from
-        the code that validates at each epoch's end. Under torchrun each process evaluates its shard and the
+        the code that validates at each epoch's end (a dict of named sets gives ``val/<set>/<metric>``). Under torchrun each process evaluates its shard and the
         metrics are reduced over all of them."""
         from trainforge.trainer.offline import evaluate_data
 
@@ -427,12 +429,13 @@ class Trainer:
     # ------------------------------------------------------------ building
     def _loaders(
         self, train_data: Any, val_data: Any, dist_env: DistEnv
-    ) -> tuple[Loader, ResumableSampler | ResumableIterable | None, int, Loader | None]:
+    ) -> tuple[Loader, ResumableSampler | ResumableIterable | None, int, dict[str, Loader]]:
         cfg, task = self.training_config, self.task_spec
         train = as_dataset(train_data, task, "train_data")
-        val = as_dataset(val_data, task, "val_data") if val_data is not None else None
+        val = val_sets.val_datasets(val_data, task) if val_data is not None else None  # {name: set}
         if val is None and cfg.validation_split > 0 and not isinstance(train, DataLoader):
-            train, val = split_dataset(train, cfg.validation_split, cfg.seed)
+            train, split = split_dataset(train, cfg.validation_split, cfg.seed)
+            val = {val_sets.UNNAMED: split}
         collate = get_collator(task)  # the task's built-in collator from the registry
 
         sampler: ResumableSampler | ResumableIterable | None = None
@@ -453,24 +456,10 @@ class Trainer:
                 sampler = ResumableSampler(len(train), cfg.seed, cfg.shuffle, dist_env.rank,  # type: ignore[arg-type]
                                            dist_env.world_size)
                 train_loader = _loader(train, cfg.batch_size, sampler, collate, cfg.num_workers, cfg.seed, task)
-        val_loader: Loader | None = None
-        if isinstance(val, DataLoader):
-            val_loader = val
-        elif val is not None:
-            val = limit_samples(val, cfg.max_val_samples)
-            val_sampler = None
-            if dist_env.enabled and not isinstance(val, IterableDataset):
-                n_val = len(val)  # type: ignore[arg-type]
-                if dist_env.sharded and n_val < dist_env.world_size:
-                    raise DataError(f"strategy='fsdp' evaluates in lock step (the sharded forward is collective), "
-                                    f"so each of the {dist_env.world_size} processes needs a validation sample, but "
-                                    f"val_data has {n_val}. Fix: use at least {dist_env.world_size} validation "
-                                    "samples, or no validation.")
-                # every sample once over all ranks (no padding): the summed metrics equal one process's
-                val_sampler = EvalShardSampler(n_val, dist_env.rank, dist_env.world_size)
-            val_loader = _loader(val, cfg.eval_batch_size or cfg.batch_size, val_sampler, collate,
-                                 cfg.num_workers, cfg.seed, task)
-        return train_loader, sampler, samples_per_batch, val_loader
+        make_val = lambda ds, s: _loader(ds, cfg.eval_batch_size or cfg.batch_size, s, collate,  # noqa: E731
+                                         cfg.num_workers, cfg.seed, task)
+        val_loaders = val_sets.val_loaders(val, cfg, dist_env, make_val) if val is not None else {}
+        return train_loader, sampler, samples_per_batch, val_loaders
 
     def _callbacks(self, monitor: Monitor) -> list[Any]:
         cfg = self.training_config
