@@ -42,6 +42,7 @@ class TrainingKwargs(TypedDict, total=False):
     validation_split: float
     max_train_samples: int | None
     max_val_samples: int | None
+    eval_every_n_steps: int | None
     num_workers: int
     shuffle: bool
     early_stopping_patience: int | None

@@ -202,12 +202,9 @@ def _validate_mid_epoch(p: Parts, state: TrainState) -> bool:
 
 
 def _epoch_progress(p: Parts, state: TrainState) -> float | None:
-    """The fraction of the current epoch's micro-batches done (None when the epoch's length is unknown)."""
-    try:
-        total = len(p.train_loader)
-    except TypeError:
-        return None
-    return state.batches_in_epoch / total if total else None
+    """The fraction of the current epoch done (None when the epoch's length is unknown)."""
+    position = _epoch_position(p, state)
+    return min(position[0] / position[1], 1.0) if position is not None and position[1] else None
 
 
 def _poll_preemption(p: Parts, state: TrainState) -> None:
@@ -409,20 +406,24 @@ def _windows(
         yield window
 
 
+def _epoch_position(p: Parts, state: TrainState) -> tuple[int, int] | None:
+    """``(done, full)`` of the current epoch on this process, in samples of the trainforge sampler (its length is the
+    whole epoch's, also after a resume) or in batches of another loader; None when the length is unknown."""
+    try:
+        if p.sampler is None:
+            return state.batches_in_epoch, len(p.train_loader)
+        if p.sampler.num_samples is None:  # a stream of unknown length
+            return None
+        return state.batches_in_epoch * p.samples_per_batch, -(-p.sampler.num_samples // p.sampler.world_size)
+    except TypeError:
+        return None
+
+
 def _epoch_finished(p: Parts, state: TrainState) -> bool:
     """True when no batches of the current epoch remain (False when the length is unknown: a stream stopped by
     max_steps stays mid-pass, and a resume continues the pass)."""
-    try:
-        if p.sampler is None:
-            full = len(p.train_loader)
-        elif p.sampler.num_samples is None:  # a stream of unknown length
-            return False
-        else:
-            full = -(-p.sampler.num_samples // p.sampler.world_size)
-    except TypeError:
-        return False
-    per_batch = 1 if p.sampler is None else p.samples_per_batch
-    return state.batches_in_epoch * per_batch >= full
+    position = _epoch_position(p, state)
+    return position is not None and position[0] >= position[1]
 
 
 def _reached_max_steps(cfg: TrainingConfig, state: TrainState) -> bool:
