@@ -205,3 +205,15 @@ def test_bad_eval_every_n_steps_is_refused_with_the_fix():
 
     with pytest.raises(ConfigError, match=r"eval_every_n_steps: must be at least 1 or None, got 0"):
         TrainingConfig(eval_every_n_steps=0)
+
+
+def test_the_lightning_path_refuses_eval_every_n_steps_by_name(lm_blocks, tmp_path):
+    pytest.importorskip("lightning")
+    from trainforge.errors import ConfigError
+    from trainforge.lightning import TrainingCoordinator
+
+    model, _ = tiny_gpt()
+    cfg = quiet_config(epochs=1, device="cpu", eval_every_n_steps=2, output_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match=r"eval_every_n_steps=2: not applied by TrainingCoordinator"):
+        TrainingCoordinator(cfg, lm_task()).train(model, train_data=lm_blocks[:40], val_data=lm_blocks[40:])
+    assert not (tmp_path / "run").exists()
