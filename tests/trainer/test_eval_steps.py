@@ -217,3 +217,31 @@ def test_the_lightning_path_refuses_eval_every_n_steps_by_name(lm_blocks, tmp_pa
     with pytest.raises(ConfigError, match=r"eval_every_n_steps=2: not applied by TrainingCoordinator"):
         TrainingCoordinator(cfg, lm_task()).train(model, train_data=lm_blocks[:40], val_data=lm_blocks[40:])
     assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_and_mlflow_put_mid_epoch_values_in_the_epoch_rows_series(lm_blocks, monkeypatch):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    model, cfg = tiny_gpt()
+    config = quiet_config(eval_every_n_steps=2, loggers=["tensorboard", "mlflow"], run_name="both",
+                          output_dir="runs/both")
+    results = Trainer(model, cfg, config, lm_task()).train(lm_blocks[:40], lm_blocks[40:])
+    mid = {r["step"]: r["val/loss"] for r in results["eval_history"]}
+    ends = {r["step"]: r["val/loss"] for r in results["metrics_summary"].to_dict("records")}
+    expected = sorted({**mid, **ends}.items())  # one val/loss series: steps 2, 4, 5 (epoch 1), 6, 8, 10 (epoch 2)
+    assert [s for s, _ in expected] == [2, 4, 5, 6, 8, 10]
+
+    (events,) = Path("runs/both/tensorboard").glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("val/loss")] == [(s, pytest.approx(v, rel=1e-6)) for s, v in expected]
+    assert "epoch/val/loss" not in acc.Tags()["scalars"] and "mid_epoch" not in acc.Tags()["scalars"]
+
+    client = MlflowClient(tracking_uri=f"file:{Path('runs/mlruns').resolve()}")
+    (run,) = client.search_runs([client.get_experiment_by_name("trainforge").experiment_id])
+    history = client.get_metric_history(run.info.run_id, "val/loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, pytest.approx(v)) for s, v in expected]
