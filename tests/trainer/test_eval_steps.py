@@ -185,12 +185,26 @@ class Stream(IterableDataset):
 
 @pytest.mark.parametrize("n, evaluated_at", [(40, [2, 4]), (48, [2, 4, 6])])
 def test_a_one_epoch_stream_is_validated_several_times(lm_blocks, n, evaluated_at):
+    from trainforge.callbacks.early_stopping import EarlyStopping
+
     model, cfg = tiny_gpt()
     config = quiet_config(epochs=1, eval_every_n_steps=2, max_steps=None)
-    trainer = Trainer(model, cfg, config, lm_task())
+    patience = EarlyStopping(patience=10, monitor="val/loss")
+    trainer = Trainer(model, cfg, config, lm_task(), callbacks=[patience])
     results = trainer.train(Stream(lm_blocks[:n]), lm_blocks[40:])
     rows = results["eval_history"]
     assert [r["step"] for r in rows] == evaluated_at
+    # early stopping counted each evaluation once (the epoch end at an evaluation step is that same evaluation)
+    evaluations = list(rows)
+    if n // 8 not in evaluated_at:  # the epoch end is a validation of its own
+        evaluations += results["metrics_summary"].to_dict("records")
+    monitor, best, bad = Monitor("val/loss"), None, 0
+    for row in evaluations:
+        if monitor.improved(best, row["val/loss"]):
+            best, bad = row["val/loss"], 0
+        else:
+            bad += 1
+    assert (patience.best, patience.bad_epochs) == (best, bad)
     assert all("epoch_progress" not in r for r in rows)  # the stream's length is unknown
     (epoch,) = results["metrics_summary"].to_dict("records")
     assert epoch["step"] == n // 8

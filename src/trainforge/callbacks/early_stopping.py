@@ -44,7 +44,10 @@ class EarlyStopping:
             self._judge(state, state.last_metrics)
 
     def on_epoch_end(self, state: TrainState) -> None:
-        self._judge(state, state.history[-1])
+        row = state.history[-1]
+        if state.eval_history and state.eval_history[-1]["step"] == row.get("step"):
+            return  # a stream that ended at a mid-epoch validation: its row is that one, already counted
+        self._judge(state, row)
 
     def _judge(self, state: TrainState, row: dict[str, Any]) -> None:
         if self._monitor is None:  # resolved at the first row: whether the run validates is known there

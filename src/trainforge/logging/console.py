@@ -136,6 +136,8 @@ class ConsoleLogger:
             if value is None:
                 value = best_row.get(metric)
             text = f"best epoch {best}"
+            if isinstance(summary.get("best_step"), int):  # a mid-epoch validation (eval_every_n_steps)
+                text += f" at step {summary['best_step']}"
             if isinstance(value, (int, float)):
                 text += f" ({metric} {_format_value(metric, value)})"
             parts.append(text)
