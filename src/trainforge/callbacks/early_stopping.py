@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from trainforge.config.schema import monitored_metric
+from trainforge.logging.base import MID_EPOCH
 from trainforge.trainer.monitor import Monitor
 
 if TYPE_CHECKING:
@@ -12,8 +13,10 @@ if TYPE_CHECKING:
 
 
 class EarlyStopping:
-    """Stops after ``patience`` epochs without an improvement larger than ``min_delta``.
+    """Stops after ``patience`` evaluations without an improvement larger than ``min_delta``.
 
+    Evaluations are the epoch ends and, with ``TrainingConfig(eval_every_n_steps=N)``, the mid-epoch validations
+    too (each one counts; a stop asked for mid-epoch ends the run at that step, with a step checkpoint).
     "Improvement" is :meth:`Monitor.improved`, the rule ``best.pt`` follows too: a NaN or infinite value is never
     one, so a diverged epoch counts as an epoch without improvement.
 
@@ -35,10 +38,23 @@ class EarlyStopping:
         self.best: float | None = None
         self.bad_epochs = 0
 
+    def on_eval_end(self, state: TrainState) -> None:
+        """A mid-epoch validation row counts as one evaluation (the epoch end's is counted at EPOCH_END)."""
+        if state.last_metrics.get(MID_EPOCH):
+            self._judge(state, state.last_metrics)
+
     def on_epoch_end(self, state: TrainState) -> None:
         row = state.history[-1]
+        if state.eval_history and state.eval_history[-1]["step"] == row.get("step"):
+            return  # a stream that ended at a mid-epoch validation: its row is that one, already counted
+        self._judge(state, row)
+
+    def _judge(self, state: TrainState, row: dict[str, Any]) -> None:
         if self._monitor is None:  # resolved at the first row: whether the run validates is known there
-            self._monitor = Monitor(monitored_metric(self.monitor, "val/loss" in row), self.mode, self.min_delta)
+            name = monitored_metric(self.monitor, "val/loss" in row)
+            if self.monitor is None and "val/loss" not in row:  # named validation sets: the first one's loss
+                name = next((k for k in row if k.startswith("val/") and k.endswith("/loss")), name)
+            self._monitor = Monitor(name, self.mode, self.min_delta)
         value = self._monitor.value(row)
         if value is None:
             return
@@ -51,7 +67,7 @@ class EarlyStopping:
             best = f"best {self.best:.6g}" if self.best is not None else "no finite value yet"
             state.request_stop(
                 f"early stopping: {self._monitor.name} did not improve by more than {self.min_delta} for "
-                f"{self.patience} epochs ({best})"
+                f"{self.patience} evaluations ({best})"
             )
 
     def state_dict(self) -> dict[str, Any]:

@@ -82,9 +82,14 @@ class CheckpointSaver:
         if names:
             self._save(state, "epoch", names)
 
-    def step(self, state: Any) -> None:
-        """A mid-epoch checkpoint (``checkpoint_every_n_steps``, an interruption, a stop before the epoch's end)."""
-        self._save(state, "step", [step_path("", state.global_step).name])
+    def step(self, state: Any, *, is_best: bool = False, periodic: bool = True) -> None:
+        """A mid-epoch checkpoint (``checkpoint_every_n_steps``, an interruption, a stop before the epoch's end):
+        ``step_N.pt`` when ``periodic``, and ``best.pt`` (first) when ``is_best`` (a mid-epoch validation with
+        ``eval_every_n_steps`` was the best so far), one serialization of the mid-epoch state."""
+        names = ([BEST] if is_best and self.save_best else []) + ([step_path("", state.global_step).name]
+                                                                   if periodic else [])
+        if names:
+            self._save(state, "step", names)
 
     def flush(self) -> None:
         """Wait for every queued commit (before FIT_END: the run's files are all in place when it ends)."""

@@ -83,6 +83,7 @@ class TrainingFields:
     eval_every_n_steps: int | None = setting(
         None, "training", rule=AT_LEAST_1_OR_NONE,
         fix="use a number of optimizer steps such as 500, or None to validate only at each epoch's end.",
+        resume="free",  # when to validate, not what is trained: the resumed steps stay the uninterrupted run's
     )
     gradient_accumulation_steps: int = setting(
         1, "optimization", rule=AT_LEAST_1,

@@ -16,7 +16,7 @@ Ordering and failure semantics stay those of a plain backend:
   records queued after the failure are dropped, as they would be for a disabled backend.
 
 With ``min_interval_s``, step records that come sooner than that after the last one the backend took are not sent
-(epoch rows, config and summary always are). The backends' Python runs under the GIL that the training thread needs
+(epoch rows, mid-epoch validation rows, config and summary always are). The backends' Python runs under the GIL that the training thread needs
 between torch ops, so their ~1 ms per line does not stay on the logging thread when lines come 33 times a second;
 the always-on CSV and ``steps.jsonl`` keep every line.
 """
@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-from trainforge.logging.base import Logger
+from trainforge.logging.base import MID_EPOCH, Logger
 
 __all__ = ["BackgroundLogger"]
 
@@ -106,7 +106,7 @@ class BackgroundLogger:
     def log_step(self, metrics: dict[str, float], step: int) -> None:
         """Queue the step metrics (a copy: the caller may reuse its dict), unless the last step record sent is
         less than ``min_interval_s`` old."""
-        if self.min_interval_s > 0:
+        if self.min_interval_s > 0 and not metrics.get(MID_EPOCH):  # (a mid-epoch validation row is always sent)
             now = time.monotonic()
             if now - self._last_step_sent < self.min_interval_s:
                 return

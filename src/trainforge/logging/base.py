@@ -11,7 +11,12 @@ import warnings
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Logger", "MultiLogger", "NullLogger"]
+__all__ = ["MID_EPOCH", "Logger", "MultiLogger", "NullLogger"]
+
+#: The key (value True) that marks a step record as a mid-epoch validation row (``eval_every_n_steps``): backends
+#: keep it like any step record (``steps.jsonl``, W&B); the experiment database stores it, and dashboards that thin
+#: step lines never drop it.
+MID_EPOCH = "mid_epoch"
 
 _T = TypeVar("_T")
 
@@ -29,7 +34,8 @@ class Logger(Protocol):
         ...
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
-        """Record per-optimizer-step metrics (``train/loss``, ``lr``, ``tokens_per_s``, ``grad_norm``...)."""
+        """Record per-optimizer-step metrics (``train/loss``, ``lr``, ``tokens_per_s``, ``grad_norm``...), or a
+        mid-epoch validation row (``val/...``, ``epoch``, ``mid_epoch: True``; see :data:`MID_EPOCH`)."""
         ...
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:

@@ -7,6 +7,8 @@ import math
 import sys
 from typing import Any, TextIO
 
+from trainforge.logging.base import MID_EPOCH
+
 __all__ = ["ConsoleLogger", "format_duration", "format_epoch_row"]
 
 # Keys that are printed last and in this order, each with its own format; everything else keeps
@@ -97,7 +99,11 @@ class ConsoleLogger:
         """Print nothing: the resolved config is saved to the run directory."""
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
-        """Print nothing: the progress bar shows step metrics."""
+        """Print a mid-epoch validation row (``eval_every_n_steps``); nothing for a step line (the progress bar
+        shows step metrics)."""
+        if metrics.get(MID_EPOCH):
+            shown = {k: v for k, v in metrics.items() if k.startswith("val/")}
+            self._print(f"step {step} (epoch {metrics.get('epoch')}, mid-epoch) | {format_epoch_row(shown)}")
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:
         """Print the epoch line."""
@@ -130,6 +136,8 @@ class ConsoleLogger:
             if value is None:
                 value = best_row.get(metric)
             text = f"best epoch {best}"
+            if isinstance(summary.get("best_step"), int):  # a mid-epoch validation (eval_every_n_steps)
+                text += f" at step {summary['best_step']}"
             if isinstance(value, (int, float)):
                 text += f" ({metric} {_format_value(metric, value)})"
             parts.append(text)

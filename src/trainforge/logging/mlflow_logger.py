@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainforge.logging.base import MID_EPOCH
 from trainforge.logging.csv_logger import to_jsonable
 from trainforge.logging.tensorboard_logger import STEP_KEYS, _number
 
@@ -155,7 +156,10 @@ class MLflowLogger:
         self.client.log_dict(self.run_id, to_jsonable(config), "config.json")
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
-        """Step metrics at ``step``."""
+        """Step metrics at ``step``; a mid-epoch validation row's ``val/`` values join the epoch rows' series."""
+        if metrics.get(MID_EPOCH):
+            self._metrics({k: v for k, v in metrics.items() if k.startswith("val/")}, step, rename=True)
+            return
         self._metrics(metrics, step)
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:

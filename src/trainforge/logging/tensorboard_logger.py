@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trainforge.logging.base import MID_EPOCH
 from trainforge.logging.csv_logger import to_jsonable
 
 __all__ = ["TENSORBOARD_MISSING_MESSAGE", "TensorBoardLogger"]
@@ -97,7 +98,11 @@ class TensorBoardLogger:
         self._writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), 0)
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
-        """One scalar per metric at ``step``."""
+        """One scalar per metric at ``step``; a mid-epoch validation row's ``val/`` values join the epoch rows'
+        series."""
+        if metrics.get(MID_EPOCH):
+            self.log_epoch({k: v for k, v in metrics.items() if k.startswith("val/")}, step)
+            return
         scalars = {}
         for key, value in metrics.items():
             number = _number(value)

@@ -9,6 +9,7 @@ run directory (a resumed run is the same row), plus one row per epoch in ``epoch
   durations, epochs and steps done, best epoch/metric, final loss, checkpoint paths, best checkpoint,
   export dir, the scalar results (JSON), telemetry (JSON), the error of a failed run, host, versions.
 * ``epochs``: (run_id, epoch) → step and the epoch row's metrics (JSON).
+* ``evals``: (run_id, step) → epoch and the row of a mid-epoch validation (``eval_every_n_steps``; JSON).
 
 Every write opens its own short connection (30 s busy timeout), so parallel runs (a sweep) can share a file,
 and no handle stays open in a training process. A database error is warned about once and recording is
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainforge.logging.base import MID_EPOCH
 from trainforge.logging.csv_logger import to_jsonable
 
 if TYPE_CHECKING:
@@ -76,6 +78,13 @@ CREATE TABLE IF NOT EXISTS epochs (
     step INTEGER,
     metrics TEXT NOT NULL,
     PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS evals (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch INTEGER,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name);
 """
@@ -185,6 +194,15 @@ class RunDB:
             conn.execute("INSERT INTO epochs (run_id, epoch, step, metrics) VALUES (?, ?, ?, ?)",
                          (run_id, epoch, step if isinstance(step, int) else None, _dumps(row)))
 
+    def log_eval(self, run_id: int, step: int, row: dict[str, Any]) -> None:
+        """Store one mid-epoch validation row (re-logging a step replaces it and drops later ones, as after a
+        resume)."""
+        epoch = row.get("epoch")
+        with self.connect() as conn:
+            conn.execute("DELETE FROM evals WHERE run_id = ? AND step >= ?", (run_id, step))
+            conn.execute("INSERT INTO evals (run_id, step, epoch, metrics) VALUES (?, ?, ?, ?)",
+                         (run_id, step, epoch if isinstance(epoch, int) else None, _dumps({"step": step, **row})))
+
     def finish_run(
         self,
         run_id: int,
@@ -260,15 +278,18 @@ class RunDB:
         return row
 
     def run(self, key: str | int) -> dict[str, Any]:
-        """Every column of one run, JSON columns decoded, plus ``epochs`` (a list of epoch rows)."""
+        """Every column of one run, JSON columns decoded, plus ``epochs`` (a list of epoch rows) and ``evals`` (the
+        mid-epoch validation rows, by step)."""
         with self.connect() as conn:
             row = self._resolve(conn, key)
             out = {k: row[k] for k in row.keys()}  # noqa: SIM118 (iterating a Row gives values)
             epochs = conn.execute("SELECT metrics FROM epochs WHERE run_id = ? ORDER BY epoch",
                                   (row["id"],)).fetchall()
+            evals = conn.execute("SELECT metrics FROM evals WHERE run_id = ? ORDER BY step", (row["id"],)).fetchall()
         for col in _JSON_COLUMNS:
             out[col] = _loads(out[col])
         out["epochs"] = [json.loads(e["metrics"]) for e in epochs]
+        out["evals"] = [json.loads(e["metrics"]) for e in evals]
         return out
 
     def runs(self, status: str | None = None) -> pd.DataFrame:
@@ -291,6 +312,12 @@ class RunDB:
         import pandas as pd
 
         return pd.DataFrame(self.run(key)["epochs"])
+
+    def evals(self, key: str | int) -> pd.DataFrame:
+        """The run's mid-epoch validation rows (``eval_every_n_steps``), one per evaluation step."""
+        import pandas as pd
+
+        return pd.DataFrame(self.run(key)["evals"])
 
     def compare(self, keys: Sequence[str | int], metrics: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per run: status, epochs, best epoch, the last epoch's metrics (or ``metrics``), the best value
@@ -376,7 +403,10 @@ class RunTracker:
         """Nothing: the config was stored at start."""
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
-        """Nothing: the database keeps epoch rows (steps are in steps.jsonl)."""
+        """Store a mid-epoch validation row; nothing for a step line (steps are in steps.jsonl)."""
+        if metrics.get(MID_EPOCH):
+            run_id = self.run_id
+            self._guard("log_eval", lambda: self.db.log_eval(run_id or 0, int(step), metrics))
 
     def log_epoch(self, row: dict[str, Any], step: int) -> None:
         """Store the epoch row."""

@@ -61,9 +61,9 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
               train_data: Any, val_data: Any, resume_from: str | Path | None) -> Run:
     """Everything ``fit`` runs and ``finish`` reports (``Trainer.train``'s arguments, see there)."""
     dist_env, device = _environment(cfg)
-    train_loader, sampler, samples_per_batch, val_loader = build_loaders(cfg, task, train_data, val_data, dist_env)
-    monitor = Monitor.for_run(cfg, task, has_validation=val_loader is not None,  # a typo fails here, not never
-                              user_metrics=metrics)
+    train_loader, sampler, samples_per_batch, val_loaders = build_loaders(cfg, task, train_data, val_data, dist_env)
+    monitor = Monitor.for_run(cfg, task, has_validation=bool(val_loaders),  # a typo fails here, not never
+                              user_metrics=metrics, val_sets=list(val_loaders))
     model = model.to(device)
     precision = resolve_precision(cfg.precision, cfg.use_amp, device)
     skeleton = _shard(model, optimizer_arg, precision, device) if dist_env.sharded else None
@@ -107,7 +107,7 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
     seq_len = next((int(v.shape[1]) for v in first.values() if v.dim() >= 2), None)
     parts = rollback.parts = Parts(
         cfg=cfg, task=task, model=forward_model, raw_model=model, adapter=adapter, optimizer=optimizer,
-        scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loader=val_loader,
+        scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loaders=val_loaders,
         samples_per_batch=samples_per_batch, device=device, autocast=autocast, dist=dist_env, callbacks=callbacks,
         logger=logger, progress=progress, saver=saver, monitor=monitor, guard=guard,
         pending_rng=resumed.pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,

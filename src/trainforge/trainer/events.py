@@ -23,7 +23,8 @@ class Event(str, Enum):
             for each optimizer step (one accumulation window):
                 forward + backward per micro-batch, clip, optimizer and scheduler step
                 STEP_END
-                (step checkpoint -> CHECKPOINT_SAVED)
+                (eval_every_n_steps: mid-epoch validation -> EVAL_END; state.last_metrics is its row, "mid_epoch")
+                (step checkpoint, or best.pt after a mid-epoch best -> CHECKPOINT_SAVED)
             validation -> EVAL_END
             EPOCH_END          (the epoch's row is in state.history; early stopping decides here)
             (epoch / best checkpoints -> CHECKPOINT_SAVED)

@@ -17,16 +17,15 @@ from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
 from trainforge.data.tensor_loader import TensorBatchLoader, finishes_batches, is_tensor_backed
 from trainforge.distributed.env import DistEnv
-from trainforge.distributed.sampling import EvalShardSampler
-from trainforge.errors import DataError
 from trainforge.tasks import TaskSpec
+from trainforge.trainer import val_sets
 from trainforge.trainer.loop import Loader
 from trainforge.trainer.precision import resolve_device
 
 __all__ = ["Loaders", "build_loaders", "device_for", "make_loader", "steps_per_epoch", "total_steps"]
 
-# train loader, its resumable sampler (the data position), samples per batch, validation loader
-Loaders = tuple[Loader, ResumableSampler | ResumableIterable | None, int, Loader | None]
+# train loader, its resumable sampler (the data position), samples per batch, {validation set name: loader}
+Loaders = tuple[Loader, ResumableSampler | ResumableIterable | None, int, dict[str, Loader]]
 
 
 def device_for(name: str, dist_env: DistEnv) -> torch.device:
@@ -50,11 +49,13 @@ def make_loader(dataset: Dataset[Any], batch_size: int, sampler: Sampler[int] | 
 
 
 def build_loaders(cfg: TrainingConfig, task: TaskSpec, train_data: Any, val_data: Any, dist_env: DistEnv) -> Loaders:
-    """The train loader (with the sampler that makes its position resumable) and the validation loader."""
+    """The train loader (with the sampler that makes its position resumable) and the validation loaders, one per
+    validation set (``trainer/val_sets.py``)."""
     train = as_dataset(train_data, task, "train_data")
-    val = as_dataset(val_data, task, "val_data") if val_data is not None else None
+    val = val_sets.val_datasets(val_data, task) if val_data is not None else None  # {name: set}
     if val is None and cfg.validation_split > 0 and not isinstance(train, DataLoader):
-        train, val = split_dataset(train, cfg.validation_split, cfg.seed)
+        train, split = split_dataset(train, cfg.validation_split, cfg.seed)
+        val = {val_sets.UNNAMED: split}
     collate = get_collator(task)  # the task's built-in collator from the registry
 
     sampler: ResumableSampler | ResumableIterable | None = None
@@ -75,24 +76,12 @@ def build_loaders(cfg: TrainingConfig, task: TaskSpec, train_data: Any, val_data
             sampler = ResumableSampler(len(train), cfg.seed, cfg.shuffle, dist_env.rank,  # type: ignore[arg-type]
                                        dist_env.world_size)
             train_loader = make_loader(train, cfg.batch_size, sampler, collate, cfg.num_workers, cfg.seed, task)
-    val_loader: Loader | None = None
-    if isinstance(val, DataLoader):
-        val_loader = val
-    elif val is not None:
-        val = limit_samples(val, cfg.max_val_samples)
-        val_sampler = None
-        if dist_env.enabled and not isinstance(val, IterableDataset):
-            n_val = len(val)  # type: ignore[arg-type]
-            if dist_env.sharded and n_val < dist_env.world_size:
-                raise DataError(f"strategy='fsdp' evaluates in lock step (the sharded forward is collective), "
-                                f"so each of the {dist_env.world_size} processes needs a validation sample, but "
-                                f"val_data has {n_val}. Fix: use at least {dist_env.world_size} validation "
-                                "samples, or no validation.")
-            # every sample once over all ranks (no padding): the summed metrics equal one process's
-            val_sampler = EvalShardSampler(n_val, dist_env.rank, dist_env.world_size)
-        val_loader = make_loader(val, cfg.eval_batch_size or cfg.batch_size, val_sampler, collate,
-                                 cfg.num_workers, cfg.seed, task)
-    return train_loader, sampler, samples_per_batch, val_loader
+    def make_val(dataset: Dataset[Any], val_sampler: Sampler[int] | None) -> Loader:
+        return make_loader(dataset, cfg.eval_batch_size or cfg.batch_size, val_sampler, collate, cfg.num_workers,
+                           cfg.seed, task)
+
+    val_loaders = val_sets.val_loaders(val, cfg, dist_env, make_val) if val is not None else {}
+    return train_loader, sampler, samples_per_batch, val_loaders
 
 
 def steps_per_epoch(loader: Loader, accumulation: int) -> int | None:

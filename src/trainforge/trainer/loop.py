@@ -5,6 +5,9 @@ Exactness of resume rests on three rules kept here:
   * RNG states are restored at the same point of the loop where they were captured (before the epoch's data
     iterator is created for an epoch-end checkpoint, after it for a mid-epoch one);
   * counters, running sums and callback state travel in the checkpoint, so the same code runs either way.
+
+Validation runs at each epoch's end and, with ``eval_every_n_steps=N``, also mid-epoch after every N-th optimizer
+step (``_validate_mid_epoch``). Validation touches no RNG and no data position, so it never changes the training.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from trainforge.data.sampler import ResumableSampler
 from trainforge.data.streaming import ResumableIterable
 from trainforge.data.tensor_loader import TensorBatchLoader
 from trainforge.distributed.env import DistEnv
+from trainforge.logging.base import MID_EPOCH
 from trainforge.trainer.adapter import ModelAdapter
 from trainforge.trainer.evaluate import evaluate
 from trainforge.trainer.events import Event, fire
@@ -36,6 +40,7 @@ from trainforge.trainer.monitor import Monitor
 from trainforge.trainer.preemption import Preemption
 from trainforge.trainer.state import TrainState
 from trainforge.trainer.step_math import window_divisor
+from trainforge.trainer.val_sets import metric_key
 
 if TYPE_CHECKING:
     from trainforge.checkpoint.saver import CheckpointSaver
@@ -82,7 +87,7 @@ class Parts:
     scaler: torch.amp.GradScaler | None
     train_loader: Loader
     sampler: ResumableSampler | ResumableIterable | None  # the data position: set_epoch / set_start arithmetic
-    val_loader: Loader | None
+    val_loaders: dict[str, Loader]  # {set name: loader} (trainer/val_sets.py; "" for one unnamed set; {}: none)
     device: torch.device
     autocast: Callable[[], Any]
     dist: DistEnv
@@ -122,10 +127,11 @@ def fit(run: Run) -> None:
             state.batches_in_epoch += len(window)
             log_due = state.global_step % cfg.log_every_n_steps == 0
             checkpoint_due = _step_checkpoint_due(cfg, state)
-            # The guard counts the step (or records it as skipped); device decisions are read before a log line or
-            # a step checkpoint. True: a NaN streak rolled the run back to the last good state.
+            eval_due = _mid_epoch_eval_due(p, state)
+            # The guard counts the step (or records it as skipped); device decisions are read before a log line,
+            # an evaluation or a step checkpoint. True: a NaN streak rolled the run back to the last good state.
             if guard.after_step(state, ok, len(window), loss_sum, targets, grad_norm) or (
-                    (log_due or checkpoint_due) and guard.settle(state)):
+                    (log_due or checkpoint_due or eval_due) and guard.settle(state)):
                 rolled_back = True
                 break
             if log_due:
@@ -133,8 +139,11 @@ def fit(run: Run) -> None:
             else:
                 p.progress.update(1)
             fire(p.callbacks, Event.STEP_END, state)
+            # (evaluated before the step checkpoint: the checkpoint holds the evaluation's row, best and patience)
+            best = _validate_mid_epoch(p, state) if eval_due else False
+            if checkpoint_due or best:  # a mid-epoch best is best.pt, a step checkpoint (resumes mid-epoch)
+                p.saver.step(state, is_best=best, periodic=checkpoint_due)
             if checkpoint_due:
-                p.saver.step(state)
                 guard.remember(state)
             _poll_preemption(p, state)
             if state.stop_requested or _reached_max_steps(cfg, state):
@@ -159,6 +168,61 @@ def fit(run: Run) -> None:
 def _step_checkpoint_due(cfg: TrainingConfig, state: TrainState) -> bool:
     every = cfg.checkpoint_every_n_steps
     return every is not None and every > 0 and state.global_step % every == 0
+
+
+def _mid_epoch_eval_due(p: Parts, state: TrainState) -> bool:
+    """``eval_every_n_steps`` divides the step, and no end-of-epoch validation follows at this same step (the last
+    step of the epoch, or the max_steps step, which ends the run with a validated partial row)."""
+    every = p.cfg.eval_every_n_steps
+    if every is None or not p.val_loaders or state.global_step % every:
+        return False
+    return not _epoch_finished(p, state) and not _reached_max_steps(p.cfg, state)
+
+
+def _validate(p: Parts) -> dict[str, float]:
+    """``{"val/<metric>": value}`` over every validation set (``val/<set>/<metric>`` for named sets)."""
+    values: dict[str, float] = {}
+    for name, loader in p.val_loaders.items():
+        # Under DDP the plain module evaluates: ranks may hold unequal shards, and DDP's forward may sync.
+        metrics = evaluate(
+            p.raw_model if p.dist.enabled else p.model, loader, p.task, p.adapter,
+            lambda b: _to_device(b, p.device), p.autocast, p.dist.sum, p.user_metrics,
+        )
+        values.update({metric_key(name, k): v for k, v in metrics.items()})
+    return values
+
+
+def _validate_mid_epoch(p: Parts, state: TrainState) -> bool:
+    """A mid-epoch validation (``eval_every_n_steps``). Returns whether it is the best evaluation so far.
+
+    Its row ``{"step", "epoch" (the 1-based epoch in progress), "epoch_progress" (the fraction of that epoch done,
+    when its length is known), "val/...", "mid_epoch": True}`` goes to ``state.eval_history`` (saved in checkpoints)
+    and to every logger as a step record (``steps.jsonl``, W&B, the experiment database's ``evals`` table). Early
+    stopping hears of it through EVAL_END (its patience counts evaluations), and best tracking compares it by the
+    one Monitor rule; the caller saves ``best.pt`` as a step checkpoint when it is the best.
+    """
+    row: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch + 1}
+    if (progress := _epoch_progress(p, state)) is not None:
+        row["epoch_progress"] = progress
+    row.update(_validate(p))
+    row[MID_EPOCH] = True
+    if (bad := p.monitor.non_finite(row)) is not None:
+        row["non_finite"] = bad
+    state.eval_history.append(row)
+    state.last_metrics = row
+    value = p.monitor.value(row)
+    improved = p.monitor.improved(state.best_metric, value)
+    if improved:
+        state.best_metric, state.best_epoch, state.best_step = value, state.epoch + 1, state.global_step
+    fire(p.callbacks, Event.EVAL_END, state)
+    p.logger.log_step({k: v for k, v in row.items() if k != "step"}, state.global_step)
+    return improved
+
+
+def _epoch_progress(p: Parts, state: TrainState) -> float | None:
+    """The fraction of the current epoch done (None when the epoch's length is unknown)."""
+    position = _epoch_position(p, state)
+    return min(position[0] / position[1], 1.0) if position is not None and position[1] else None
 
 
 def _poll_preemption(p: Parts, state: TrainState) -> None:
@@ -277,13 +341,14 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float, partial: bool = Fa
         row["partial_epoch"] = True
     row["train/loss"] = float(loss_sum.item()) / n_targets if n_targets else math.nan  # no finite step: NaN
     eval_started = time.perf_counter()
-    if p.val_loader is not None:
-        # Under DDP the plain module evaluates: ranks may hold unequal shards, and DDP's forward may sync.
-        val = evaluate(
-            p.raw_model if p.dist.enabled else p.model, p.val_loader, p.task, p.adapter,
-            lambda b: _to_device(b, p.device), p.autocast, p.dist.sum, p.user_metrics,
-        )
-        row.update({f"val/{k}": v for k, v in val.items()})
+    if p.val_loaders:
+        last = state.eval_history[-1] if state.eval_history else None
+        if last is not None and last["step"] == state.global_step:
+            # A stream of unknown length ended right after a mid-epoch validation: the same weights, the same
+            # numbers; not validated twice.
+            row.update({k: v for k, v in last.items() if k.startswith("val/")})
+        else:
+            row.update(_validate(p))
         state.last_metrics = row
         fire(p.callbacks, Event.EVAL_END, state)
     row["lr"] = float(p.scheduler.get_last_lr()[0])
@@ -297,7 +362,7 @@ def _end_epoch(p: Parts, state: TrainState, elapsed_s: float, partial: bool = Fa
     state.last_metrics = row
     improved = not partial and p.monitor.improved(state.best_metric, p.monitor.value(row))
     if improved:
-        state.best_metric, state.best_epoch = p.monitor.value(row), state.epoch
+        state.best_metric, state.best_epoch, state.best_step = p.monitor.value(row), state.epoch, None
     fire(p.callbacks, Event.EPOCH_END, state)
     p.logger.log_epoch(row, state.global_step)
     if partial:
@@ -355,20 +420,24 @@ def _windows(
         yield window
 
 
+def _epoch_position(p: Parts, state: TrainState) -> tuple[int, int] | None:
+    """``(done, full)`` of the current epoch on this process, in samples of the trainforge sampler (its length is the
+    whole epoch's, also after a resume) or in batches of another loader; None when the length is unknown."""
+    try:
+        if p.sampler is None:
+            return state.batches_in_epoch, len(p.train_loader)
+        if p.sampler.num_samples is None:  # a stream of unknown length
+            return None
+        return state.batches_in_epoch * p.samples_per_batch, -(-p.sampler.num_samples // p.sampler.world_size)
+    except TypeError:
+        return None
+
+
 def _epoch_finished(p: Parts, state: TrainState) -> bool:
     """True when no batches of the current epoch remain (False when the length is unknown: a stream stopped by
     max_steps stays mid-pass, and a resume continues the pass)."""
-    try:
-        if p.sampler is None:
-            full = len(p.train_loader)
-        elif p.sampler.num_samples is None:  # a stream of unknown length
-            return False
-        else:
-            full = -(-p.sampler.num_samples // p.sampler.world_size)
-    except TypeError:
-        return False
-    per_batch = 1 if p.sampler is None else p.samples_per_batch
-    return state.batches_in_epoch * per_batch >= full
+    position = _epoch_position(p, state)
+    return position is not None and position[0] >= position[1]
 
 
 def _reached_max_steps(cfg: TrainingConfig, state: TrainState) -> bool:

@@ -2,7 +2,9 @@
 whether a value is better.
 
 The name is resolved once (``TrainingConfig.resolved_monitor``: ``monitor``, else ``val/loss`` with validation data,
-else ``train/loss``) and checked against the metrics the task logs before step 0. "Better" means better by more than
+else ``train/loss``; with named validation sets ``val/<first set>/loss``) and checked against the metrics the run
+logs before step 0. Every evaluation is a candidate: the epoch-end rows and, with ``eval_every_n_steps``, the
+mid-epoch evaluations (``trainer/loop.py``), compared by this one rule. "Better" means better by more than
 ``min_delta`` (``early_stopping_min_delta``), and a NaN or infinite value is never better: a diverged epoch can
 neither become the best epoch nor reset early stopping's patience.
 """
@@ -10,12 +12,13 @@ neither become the best epoch nor reset early stopping's patience.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainforge.config._suggest import closest, quote_list
 from trainforge.errors import ConfigError
+from trainforge.trainer.val_sets import UNNAMED, metric_key
 
 if TYPE_CHECKING:
     from trainforge.config import TrainingConfig
@@ -27,12 +30,15 @@ __all__ = ["EPOCH_KEYS", "Monitor", "logged_metrics"]
 EPOCH_KEYS = ("train/loss", "lr", "epoch_time_s", "tokens_per_s")
 
 
-def logged_metrics(task: TaskSpec, has_validation: bool, user_metrics: Iterable[str] = ()) -> list[str]:
+def logged_metrics(task: TaskSpec, has_validation: bool, user_metrics: Iterable[str] = (),
+                   val_sets: Sequence[str] = (UNNAMED,)) -> list[str]:
     """The metric names an epoch row of this run holds: ``train/loss``, ``val/<metric>`` per task metric and per
-    user metric (``Trainer(metrics=...)``) when there is validation data, then the rate and timing columns."""
+    user metric (``Trainer(metrics=...)``) when there is validation data (``val/<set>/<metric>`` per named
+    validation set), then the rate and timing columns."""
     names = ["train/loss"]
     if has_validation:
-        names += [f"val/{name}" for name in (*task.metric_names, *user_metrics)]
+        metrics = (*task.metric_names, *user_metrics)
+        names += [metric_key(set_name, name) for set_name in val_sets for name in metrics]
     return names + [k for k in EPOCH_KEYS if k not in names]
 
 
@@ -49,10 +55,16 @@ class Monitor:
 
     @classmethod
     def for_run(cls, cfg: TrainingConfig, task: TaskSpec, has_validation: bool, *, what: str = "Trainer.train",
-                user_metrics: Iterable[str] = ()) -> Monitor:
-        """The run's monitor; a name the run does not log is refused (with the closest logged name)."""
-        monitor = cls(cfg.resolved_monitor(has_validation), cfg.monitor_mode, float(cfg.early_stopping_min_delta))
-        monitor.check(logged_metrics(task, has_validation, user_metrics), has_validation, what=what)
+                user_metrics: Iterable[str] = (), val_sets: Sequence[str] = (UNNAMED,)) -> Monitor:
+        """The run's monitor; a name the run does not log is refused (with the closest logged name).
+
+        ``val_sets``: the validation sets' names (``[""]`` for one unnamed set); with named sets the default is
+        the first set's loss, ``val/<first>/loss``."""
+        name = cfg.resolved_monitor(has_validation)
+        if cfg.monitor is None and has_validation and val_sets and val_sets[0] != UNNAMED:
+            name = metric_key(val_sets[0], "loss")
+        monitor = cls(name, cfg.monitor_mode, float(cfg.early_stopping_min_delta))
+        monitor.check(logged_metrics(task, has_validation, user_metrics, val_sets), has_validation, what=what)
         return monitor
 
     def check(self, logged: list[str], has_validation: bool, *, what: str = "Trainer.train") -> None:
@@ -69,7 +81,7 @@ class Monitor:
                            f"would never see it. Fix: {fix}"], what=what)
 
     def value(self, row: dict[str, Any]) -> float | None:
-        """The monitored value in an epoch row (None when the row lacks it)."""
+        """The monitored value in an epoch row or a mid-epoch evaluation row (None when the row lacks it)."""
         value = row.get(self.name)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 

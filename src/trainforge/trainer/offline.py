@@ -29,21 +29,27 @@ OUTPUTS = ("logits", "ids")
 
 def evaluate_data(model: nn.Module, cfg: TrainingConfig, task: TaskSpec, metrics: Mapping[str, Any],
                   data: Any) -> dict[str, float]:
-    """``{"val/<metric>": value}`` for ``model`` on ``data`` (see ``Trainer.evaluate``)."""
+    """``{"val/<metric>": value}`` for ``model`` on ``data`` (see ``Trainer.evaluate``); for a dict of named sets
+    ``{"val/<set>/<metric>": value}``, each set evaluated alone, as in ``train``."""
     from trainforge.trainer.evaluate import evaluate
     from trainforge.trainer.loop import _to_device
     from trainforge.trainer.user_metrics import UserMetrics
+    from trainforge.trainer.val_sets import UNNAMED, metric_key, set_names
 
     model, device, autocast, dist_env = _setup(model, cfg)
-    loader = _loader_for(cfg, task, data, "data", dist_env, shard=True)
-    first = next(iter(loader), None)
-    if first is None:
-        raise DataError("evaluate: data produced no batches. Fix: pass at least one sample.")
-    adapter = _probed_adapter(model, task, _to_device(first, device), autocast, labelled=True)
-    user_metrics = UserMetrics(metrics, task) if metrics else None
-    values = evaluate(model, loader, task, adapter, lambda b: _to_device(b, device), autocast,
-                      dist_env.sum if dist_env.enabled else None, user_metrics)
-    return {f"val/{name}": value for name, value in values.items()}
+    out: dict[str, float] = {}
+    for set_name in set_names(data):
+        what = "data" if set_name == UNNAMED else f"data[{set_name!r}]"
+        loader = _loader_for(cfg, task, data if set_name == UNNAMED else data[set_name], what, dist_env, shard=True)
+        first = next(iter(loader), None)
+        if first is None:
+            raise DataError(f"evaluate: {what} produced no batches. Fix: pass at least one sample.")
+        adapter = _probed_adapter(model, task, _to_device(first, device), autocast, labelled=True)
+        user_metrics = UserMetrics(metrics, task) if metrics else None
+        values = evaluate(model, loader, task, adapter, lambda b: _to_device(b, device), autocast,
+                          dist_env.sum if dist_env.enabled else None, user_metrics)
+        out.update({metric_key(set_name, name): value for name, value in values.items()})
+    return out
 
 
 @torch.no_grad()

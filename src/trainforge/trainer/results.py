@@ -40,6 +40,8 @@ def build_results(
         else {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "val_loss_history": val_losses,
         "best_metric": state.best_metric,
+        "best_step": state.best_step,  # set when the best evaluation was a mid-epoch one (eval_every_n_steps)
+        "eval_history": [dict(row) for row in state.eval_history],  # the mid-epoch validation rows
         "best_checkpoint": str(best_file) if best_file is not None and best_file.exists() else None,
         "final_loss": float(history[-1]["train/loss"]) if history else None,
         "training_time_s": training_time_s,

@@ -16,9 +16,11 @@ class TrainState:
     epoch: int = 0
     global_step: int = 0  # optimizer steps taken
     batches_in_epoch: int = 0  # micro-batches of the current epoch already trained on
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+    eval_history: list[dict[str, Any]] = field(default_factory=list)  # mid-epoch validation rows (eval_every_n_steps)
     best_metric: float | None = None
-    best_epoch: int | None = None
+    best_epoch: int | None = None  # 1-based; for a mid-epoch best, the epoch it happened in
+    best_step: int | None = None  # the step of a mid-epoch best (None: the best is an epoch end's)
     # Running sums of the current epoch in two parts; read them through ``epoch_sums``/``epoch_sums_on_host``.
     # The device part takes tensors, so the hot loop never syncs for them; the host part takes the values the
     # loop has read anyway (the step guard reads every step's loss in one process), so they cost no kernel.
@@ -81,8 +83,10 @@ class TrainState:
             "global_step": self.global_step,
             "batches_in_epoch": self.batches_in_epoch,
             "history": [dict(row) for row in self.history],
+            "eval_history": [dict(row) for row in self.eval_history],
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
+            "best_step": self.best_step,
             "epoch_loss_sum": loss_sum.detach().cpu(),
             "epoch_targets": targets.detach().cpu(),
             "stop_requested": self.stop_requested,
@@ -94,8 +98,10 @@ class TrainState:
         self.global_step = int(state["global_step"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
         self.history = [dict(row) for row in state["history"]]
+        self.eval_history = [dict(row) for row in state.get("eval_history", [])]  # (older checkpoints: none)
         self.best_metric = state["best_metric"]
         self.best_epoch = state["best_epoch"]
+        self.best_step = state.get("best_step")
         self.epoch_loss_sum = state["epoch_loss_sum"].to(device)
         self.epoch_targets = state["epoch_targets"].to(device)
         self.epoch_loss_host, self.epoch_targets_host = 0.0, 0
