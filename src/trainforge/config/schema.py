@@ -3,7 +3,7 @@
 Design
 ------
 The fields are declared once, in :mod:`trainforge.config.fields` (``TrainingFields``): type, default, check, fix
-text, builder section, aliases, Lightning flag. ``TrainingConfig`` is that dataclass plus behaviour: so
+text, builder section, aliases, Lightning and resume flags. ``TrainingConfig`` is that dataclass plus behaviour: so
 ``repr``/``==``/``dataclasses.fields`` come for free, and mypy and IDEs see every field with its type. Its
 ``__init__`` is written by hand as ``__init__(self, **kwargs: Unpack[TrainingConfigKwargs])`` because it must do
 three things a generated one cannot: accept aliases (``lr=``, ``save_every_n_epochs=``), turn unknown keys into a
