@@ -183,6 +183,7 @@ class Stream(IterableDataset):
         yield from self.blocks
 
 
+@pytest.mark.filterwarnings("ignore:The training data has no length")  # (the constant learning rate is fine here)
 @pytest.mark.parametrize("n, evaluated_at", [(40, [2, 4]), (48, [2, 4, 6])])
 def test_a_one_epoch_stream_is_validated_several_times(lm_blocks, n, evaluated_at):
     from trainforge.callbacks.early_stopping import EarlyStopping
