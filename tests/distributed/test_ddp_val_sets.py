@@ -28,6 +28,7 @@ def _assert_close(row: dict, expected: dict) -> None:
         assert row[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
 
 
+@pytest.mark.slow  # ~20 s on 2 busy cores, most of it torchrun starting two processes
 def test_named_sets_and_mid_epoch_validation_under_ddp_with_two_gloo_ranks(tmp_path):
     out = tmp_path / "ddp"
     cmd = [*torchrun(), "--standalone", "--nproc_per_node=2", val_sets_script.__file__, "--out", str(out)]
