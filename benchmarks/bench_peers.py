@@ -156,7 +156,7 @@ FULL = Plan(
                   steps=1000, warmup=8, compile=True),
     ),
     eval_preset="bench", eval_batch=16, eval_seq=128, eval_rows=320,
-    startup_repeats=7, ckpt_preset="bench", ckpt_repeats=7,
+    startup_repeats=7, ckpt_preset="bench", ckpt_repeats=15,
     fixed=TrainCase("fixed", "(g) fixed cost", "bench_tiny", batch_size=8, seq_len=32, steps=1, warmup=1,
                     repeat_scale=2),
 )
@@ -968,7 +968,9 @@ def report(train: list[dict[str, Any]], ev: dict[str, Any], st: dict[str, Any], 
         "diff: the final weights of each engine's first run against the raw loop's (same batches, same optimizer: "
         "only float rounding and clipping kernels differ).",
         "",
-        "Checkpoint (f): every save writes a new file (raw: the previous one is deleted first, untimed; trainforge: "
+        f"Checkpoint (f): {len(ck['times']['raw_save'])} repeats of each save, interleaved (one 22 MB write varies by "
+        "±10% from the next on this VM's disk, so (f) takes more repeats than (a)–(d)). "
+        "Every save writes a new file (raw: the previous one is deleted first, untimed; trainforge: "
         "a new temporary file, and the previous checkpoint goes when the rename replaces it, on the commit thread, "
         "which the until-durable rows include).",
     ]

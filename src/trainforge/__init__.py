@@ -3,10 +3,9 @@
 Public names only; importing this package imports no optional integration (wandb, onnx, optuna, ...).
 """
 
-__version__ = "0.1.0"
-
-from trainforge.config import TrainingConfig, TrainingConfigBuilder  # noqa: E402
-from trainforge.errors import (  # noqa: E402
+from trainforge._version import __version__
+from trainforge.config import TrainingConfig, TrainingConfigBuilder
+from trainforge.errors import (
     CheckpointError,
     ConfigError,
     DataError,
@@ -14,9 +13,9 @@ from trainforge.errors import (  # noqa: E402
     ModelError,
     TrainforgeError,
 )
-from trainforge.generation import generate  # noqa: E402
-from trainforge.tasks import TaskSpec  # noqa: E402
-from trainforge.trainer import Callback, Event, Trainer, TrainState  # noqa: E402
+from trainforge.generation import generate
+from trainforge.tasks import TaskSpec
+from trainforge.trainer import Callback, Event, Trainer, TrainState
 
 __all__ = [
     "Callback",

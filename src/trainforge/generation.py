@@ -159,7 +159,7 @@ class _CachedSteps:
 
 def _window_forward(model: nn.Module, window: int | None) -> Any:
     from trainforge.tasks import TaskSpec
-    from trainforge.trainer.adapter import ModelAdapter
+    from trainforge.tasks.adapter import ModelAdapter
 
     vocab = _vocab_size(model)
     task = TaskSpec.language_modeling(name="generate", vocab_size=vocab, max_seq_len=window or 1)

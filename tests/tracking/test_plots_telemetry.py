@@ -118,8 +118,8 @@ def test_estimate_warns_and_suggests_a_micro_batch_when_it_does_not_fit() -> Non
 
 
 def test_the_estimate_leaves_rng_and_buffers_alone(lm_blocks) -> None:
+    from trainforge.tasks.adapter import ModelAdapter
     from trainforge.tracking.memory import estimate_before_training
-    from trainforge.trainer.adapter import ModelAdapter
 
     model, _ = tiny_gpt(dropout=0.1)
     model.register_buffer("counter", torch.zeros(3))

@@ -242,6 +242,19 @@ def test_the_lightning_path_refuses_eval_every_n_steps_by_name(lm_blocks, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_the_lightning_path_refuses_named_validation_sets_by_name(lm_blocks, tmp_path):
+    pytest.importorskip("lightning")
+    from trainforge.errors import ConfigError
+    from trainforge.lightning import TrainingCoordinator
+
+    model, _ = tiny_gpt()
+    cfg = quiet_config(epochs=1, device="cpu", output_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match=r"val_data: named validation sets .*\['wiki', 'code'\].*Fix: pass one set"):
+        TrainingCoordinator(cfg, lm_task()).train(model, train_data=lm_blocks[:40],
+                                                  val_data={"wiki": lm_blocks[40:44], "code": lm_blocks[44:]})
+    assert not (tmp_path / "run").exists()
+
+
 def test_tensorboard_and_mlflow_put_mid_epoch_values_in_the_epoch_rows_series(lm_blocks, monkeypatch):
     pytest.importorskip("tensorboard")
     pytest.importorskip("mlflow")

@@ -104,7 +104,7 @@ def _version(dist: str) -> str | None:
 
 
 def _versions() -> dict[str, Any]:
-    from trainforge import __version__
+    from trainforge._version import __version__
 
     versions: dict[str, Any] = {
         "python": platform.python_version(),

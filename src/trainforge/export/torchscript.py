@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from trainforge.tasks import TaskSpec
-from trainforge.trainer.adapter import ModelAdapter
+from trainforge.tasks.adapter import ModelAdapter
 
 from .isolate import run_isolated
 from .wrapper import make_wrapper

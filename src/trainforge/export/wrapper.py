@@ -1,7 +1,7 @@
 """What an exported graph computes: the model's main input tensor(s) in, its logits out.
 
 :class:`ExportWrapper` calls the model the way the training loop does (through
-:class:`~trainforge.trainer.adapter.ModelAdapter`), so ``forward(input_ids)``, ``forward(idx, targets=None)``,
+:class:`~trainforge.tasks.adapter.ModelAdapter`), so ``forward(input_ids)``, ``forward(idx, targets=None)``,
 ``forward(**kwargs)``, dict outputs, ``(logits, loss)`` tuples and Hugging Face outputs with ``.logits`` all
 export the same way. The model is called *without* labels: a nanoGPT-style model that returns only the
 last position's logits when no targets are given is exported as it is (logits ``[B, 1, V]``).
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from trainforge.errors import ModelError
 from trainforge.tasks import TaskSpec
-from trainforge.trainer.adapter import ModelAdapter, extract
+from trainforge.tasks.adapter import ModelAdapter, extract
 
 __all__ = ["ExportWrapper", "InputSpec", "Samples", "build_samples", "export_samples", "make_wrapper",
            "mask_changes_output", "resize_batch", "takes_attention_mask"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from trainforge.lightning.module import TaskLightningModule
 from trainforge.lightning.run_files import RunFiles
 from trainforge.notebook.guardrails import check_not_data_parallel, check_notebook_strategy, in_notebook, visible_gpus
 from trainforge.tasks import TaskSpec
-from trainforge.trainer.build import _wrap
+from trainforge.trainer.build import wrap_model
 from trainforge.trainer.precision import resolve_device, resolve_precision
 from trainforge.trainer.results import build_results
 
@@ -116,6 +117,10 @@ class TrainingCoordinator:
                             " (a SimpleDataModule's own task_spec is used when given).")
         if datamodule is None and train_data is None:
             problems.append("data: pass datamodule=SimpleDataModule(...) or train_data=... (and val_data=...).")
+        if isinstance(val_data, Mapping):  # Lightning logs one validation set under val/...
+            problems.append(f"val_data: named validation sets (a dict, got the names {list(val_data)!r}) are a "
+                            "trainforge.Trainer feature; the Lightning path validates one set. Fix: pass one set, "
+                            "e.g. val_data=val_data[name], or train with trainforge.Trainer.")
         if problems:
             raise ConfigError(problems, what="TrainingCoordinator.train")
         assert isinstance(task, TaskSpec)
@@ -130,7 +135,7 @@ class TrainingCoordinator:
 
         seed_everything(cfg.seed)
         device = resolve_device(cfg.device)
-        forward_model = _wrap(model, cfg, DistEnv(), device) if cfg.compile_mode is not None else None
+        forward_model = wrap_model(model, cfg, DistEnv(), device) if cfg.compile_mode is not None else None
         module = TaskLightningModule(model, task, cfg, forward_model=forward_model)
         # unique like the Trainer's names: two runs started in one second must not share a run directory
         run_name = cfg.run_name or f"lightning-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
@@ -216,7 +221,7 @@ class TrainingCoordinator:
         a ``trainforge.Trainer`` run writes them (main process only)."""
         if not _is_global_zero():
             return [], None
-        from trainforge import __version__
+        from trainforge._version import __version__
         from trainforge.checkpoint.ownership import claim_directories, new_run_id, write_run_record
         from trainforge.logging.csv_logger import CSVLogger
         from trainforge.trainer.resume import config_dict

@@ -29,11 +29,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("TrainingCoordinator needs PyTorch Lightning: pip install 'trainforge[lightning]' "
                       "(or use trainforge.Trainer, which needs no Lightning)") from exc
 
-from trainforge.callbacks.early_stopping import EarlyStopping
 from trainforge.config import TrainingConfig
 from trainforge.tasks import TaskSpec
+from trainforge.tasks.adapter import ModelAdapter
 from trainforge.tasks.metrics import MetricAccumulator
-from trainforge.trainer.adapter import ModelAdapter
+from trainforge.trainer.early_stopping import EarlyStopping
 from trainforge.trainer.monitor import Monitor
 from trainforge.trainer.optim import build_optimizer, build_scheduler
 from trainforge.trainer.state import TrainState

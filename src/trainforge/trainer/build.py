@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, cast
 import torch
 from torch import nn
 
-from trainforge.callbacks.early_stopping import EarlyStopping
 from trainforge.checkpoint.ownership import claim_directories, new_run_id, stored_run_name
 from trainforge.checkpoint.rng import seed_everything
 from trainforge.checkpoint.saver import CheckpointSaver
@@ -35,8 +34,9 @@ from trainforge.distributed.env import DistEnv, from_environment
 from trainforge.errors import ConfigError, DataError
 from trainforge.notebook.guardrails import check_notebook_strategy, notebook_device
 from trainforge.tasks import TaskSpec
-from trainforge.trainer.adapter import ModelAdapter
+from trainforge.tasks.adapter import ModelAdapter
 from trainforge.trainer.attention import describe_attention, enable_fast_sdpa
+from trainforge.trainer.early_stopping import EarlyStopping
 from trainforge.trainer.events import Callback, Event, fire
 from trainforge.trainer.guard import LrScale, StepGuard, decides_on_device
 from trainforge.trainer.loaders import build_loaders, device_for, steps_per_epoch, total_steps
@@ -99,7 +99,7 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
         _claim(cfg, run_dir, resumed, may_start_over=str(resumed.resume) == "auto")
     progress, logger = _logs(cfg, run_dir, resumed, dist_env, steps, state)
 
-    forward_model = _wrap(model, cfg, dist_env, device)
+    forward_model = wrap_model(model, cfg, dist_env, device)
     params = [p for p in model.parameters() if p.requires_grad]
     saver, guard, rollback = _saver_and_guard(states, resumed, params, lr_scale, progress)
     from trainforge.tracking.telemetry import LoopTelemetry, flops_per_token, peak_flops
@@ -318,7 +318,7 @@ def _claim(cfg: TrainingConfig, run_dir: Path, resumed: Resumed, *, may_start_ov
               f"({', '.join(Path(p).name for p in removed[:6])}{' ...' if len(removed) > 6 else ''}).")
 
 
-def _wrap(model: nn.Module, cfg: TrainingConfig, dist_env: DistEnv, device: torch.device) -> nn.Module:
+def wrap_model(model: nn.Module, cfg: TrainingConfig, dist_env: DistEnv, device: torch.device) -> nn.Module:
     """What runs forward: compiled and/or DDP-wrapped (FSDP: ``model`` is already sharded in place). Checkpoints
     always hold the plain module's weights."""
     wrapped: nn.Module = model

@@ -12,7 +12,7 @@ from trainforge.trainer.user_metrics import MetricSet
 
 if TYPE_CHECKING:
     from trainforge.tasks import TaskSpec
-    from trainforge.trainer.adapter import ModelAdapter
+    from trainforge.tasks.adapter import ModelAdapter
     from trainforge.trainer.user_metrics import UserMetrics
 
 

@@ -32,7 +32,7 @@ from trainforge.data.streaming import ResumableIterable
 from trainforge.data.tensor_loader import TensorBatchLoader
 from trainforge.distributed.env import DistEnv
 from trainforge.logging.base import MID_EPOCH
-from trainforge.trainer.adapter import ModelAdapter
+from trainforge.tasks.adapter import ModelAdapter
 from trainforge.trainer.evaluate import evaluate
 from trainforge.trainer.events import Event, fire
 from trainforge.trainer.guard import StepGuard, step_unless_flagged

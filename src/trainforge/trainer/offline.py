@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from trainforge.config import TrainingConfig
     from trainforge.distributed.env import DistEnv
     from trainforge.tasks import TaskSpec
-    from trainforge.trainer.adapter import ModelAdapter
+    from trainforge.tasks.adapter import ModelAdapter
 
 __all__ = ["evaluate_data", "predict_data"]
 
@@ -142,7 +142,7 @@ def _labels_if_any(task: Any, batch: Mapping[str, Tensor]) -> Tensor | None:
 def _probed_adapter(model: nn.Module, task: TaskSpec, batch: Mapping[str, Tensor], autocast: Any,
                     *, labelled: bool) -> ModelAdapter:
     """The adapter ``train`` would use for this model, its calling mode decided from one batch."""
-    from trainforge.trainer.adapter import ModelAdapter
+    from trainforge.tasks.adapter import ModelAdapter
 
     adapter = ModelAdapter(model, task)
     if labelled:

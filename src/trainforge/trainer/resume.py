@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainforge import __version__
+from trainforge._version import __version__
 from trainforge.checkpoint.io import FORMAT_VERSION, canonical_state_dict, load_model_state, safe_load
 from trainforge.checkpoint.manager import ranked_checkpoints
 from trainforge.checkpoint.rng import capture_rng

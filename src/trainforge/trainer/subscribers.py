@@ -74,7 +74,7 @@ class Tracker:
         self.tracker: RunTracker | None = None
 
     def on_fit_start(self, run: Run) -> None:
-        from trainforge import __version__
+        from trainforge._version import __version__
         from trainforge.tracking.run import start_run
 
         cfg, task = run.parts.cfg, run.parts.task

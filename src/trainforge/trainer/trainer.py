@@ -29,7 +29,7 @@ class Trainer:
     """Trains a plain ``nn.Module`` on a task.
 
     Args:
-        model: the model to train (any ``nn.Module``; see ``trainer.adapter`` for the forwards it adapts to).
+        model: the model to train (any ``nn.Module``; see ``tasks.adapter`` for the forwards it adapts to).
         config: the model's own architecture config (dataclass, dict, Hugging Face config or None); stored
             with checkpoints and exports.
         training_config: how to train; defaults to ``TrainingConfig()``.
