@@ -82,6 +82,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     import torch.distributed as dist
 
+    from trainforge.distributed.env import shutdown
+
     trainer = make_trainer(out)
     results = trainer.train(make_data(96, seed=0), make_data(37, seed=1))  # 37: shards of unequal size
     evaluated = trainer.evaluate(make_data(37, seed=1))
@@ -91,8 +93,7 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps({
             "history": results["metrics_summary"].to_dict("records"),
             "best_epoch": results["best_epoch"], "world_size": results["world_size"], "evaluate": evaluated}))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    shutdown()  # every rank waits for the others, then leaves the process group
 
 
 if __name__ == "__main__":

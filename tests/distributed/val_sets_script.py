@@ -49,7 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import torch.distributed as dist
+
+    from trainforge.distributed.env import shutdown
 
     trainer = make_trainer(out, eval_every_n_steps=3)
     rank = int(os.environ.get("RANK", "0"))
@@ -61,8 +62,7 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps({
             "history": results["metrics_summary"].to_dict("records"), "eval_history": results["eval_history"],
             "monitor": results["monitor"], "world_size": results["world_size"], "evaluate": evaluated}))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    shutdown()  # every rank waits for the others, then leaves the process group
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = list(getattr(args, "overrides", None) or [])
     from trainforge.errors import TrainforgeError
 
+    trained = False  # only a finished run waits for its peers before leaving the process group
     try:
         if args.command == "presets":
             return _presets()
@@ -69,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if not launched_by_torchrun():
                 return relaunch(args.nproc, strip_nproc(words))
-        return _train(args.config, args.preset, overrides)
+        code = _train(args.config, args.preset, overrides)
+        trained = True
+        return code
     except TrainforgeError as exc:
         print(f"trainforge: error: {exc}", file=sys.stderr)
         return 2
@@ -77,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             from trainforge.distributed.env import shutdown
 
-            shutdown()  # leave the process group of a torchrun launch (no-op in one process)
+            # Leave the process group of a torchrun launch (no-op in one process). After an error, a peer may be
+            # gone or stuck in a collective: waiting for it would hang, so only a finished run waits.
+            shutdown(wait_for_peers=trained)
 
 
 def _presets() -> int:

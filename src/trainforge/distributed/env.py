@@ -101,9 +101,15 @@ def from_environment(strategy: str = "auto") -> DistEnv:
     return DistEnv(rank=rank, world_size=world, local_rank=local, strategy="fsdp" if strategy == "fsdp" else "ddp")
 
 
-def shutdown() -> None:
-    """Leave the process group (end of a torchrun-launched command); nothing to do for one process."""
+def shutdown(*, wait_for_peers: bool = True) -> None:
+    """Leave the process group (end of a torchrun-launched command); nothing to do for one process.
+
+    ``wait_for_peers``: every rank waits for the others first. A rank that tears its gloo connections down while a
+    peer is still in its last collective (or still writing results) makes that peer abort ("terminate called
+    without an active exception", seen under load). Pass False after an error, when a peer may never arrive."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 
