@@ -192,23 +192,23 @@ def optimizer_problems(name: str) -> list[str]:
     return [] if line is None else [line]
 
 
-def logger_problems(loggers: list[str]) -> list[str]:
+def _unknown_items(field: str, items: list[str], choices: Any, what: str) -> list[str]:
+    """One problem per item of a list field that is not among ``choices``, with the closest choice as the fix."""
     found = []
-    for name in loggers:
-        if name not in LOGGERS:
-            guess = closest(name, LOGGERS)
-            fix = f"did you mean {guess!r}?" if guess else f"use any of {quote_list(LOGGERS)}."
-            found.append(problem("loggers", f"each logger must be one of {quote_list(LOGGERS)}", name, fix))
+    for item in items:
+        if item not in choices:
+            guess = closest(item, choices)
+            fix = f"did you mean {guess!r}?" if guess else f"use any of {quote_list(choices)}."
+            found.append(problem(field, f"each {what} must be one of {quote_list(choices)}", item, fix))
     return found
 
 
+def logger_problems(loggers: list[str]) -> list[str]:
+    return _unknown_items("loggers", loggers, LOGGERS, "logger")
+
+
 def export_format_problems(formats: list[str]) -> list[str]:
-    found = []
-    for fmt in formats:
-        if fmt not in EXPORT_FORMATS:
-            guess = closest(fmt, EXPORT_FORMATS)
-            fix = f"did you mean {guess!r}?" if guess else f"use any of {quote_list(EXPORT_FORMATS)}."
-            found.append(problem("export_formats", f"each format must be one of {quote_list(EXPORT_FORMATS)}", fmt, fix))
+    found = _unknown_items("export_formats", formats, EXPORT_FORMATS, "format")
     if len(set(formats)) != len(formats):
         found.append(problem("export_formats", "lists a format twice", formats, "list each format once."))
     return found

@@ -188,9 +188,7 @@ def _check_token_labels(task: TaskFields, labels: Tensor, inputs: Tensor) -> Non
             f"{task.max_seq_len}; truncate the targets to max_seq_len or raise max_seq_len"
         )
     outputs, ignore = task.num_outputs, task.ignore_index
-    bad = labels[(labels != ignore) & ((labels < 0) | (labels >= outputs))]
-    if bad.numel():
-        value = int(bad[0])
+    if (value := _first_out_of_range(labels, ignore, outputs)) is not None:
         raise DataError(
             f"batch[{field!r}] contains {value}, but labels must be token ids in "
             f"[0, vocab_size={outputs}) or ignore_index={ignore}; mark positions that do "
@@ -220,9 +218,7 @@ def _check_class_labels(task: TaskFields, labels: Tensor, inputs: Tensor) -> Non
         )
     classes, ignore = task.num_classes, task.ignore_index
     assert classes is not None
-    bad = labels[(labels != ignore) & ((labels < 0) | (labels >= classes))]
-    if bad.numel():
-        value = int(bad[0])
+    if (value := _first_out_of_range(labels, ignore, classes)) is not None:
         raise DataError(
             f"batch[{field!r}] contains label {value}, but labels must be in "
             f"[0, num_classes={classes}) or ignore_index={ignore}; set TaskSpec "
@@ -260,3 +256,9 @@ def _check_pixels(task: TaskFields, pixels: Tensor) -> None:
 
 
 __all__ = ["check_batch", "check_logits"]
+
+
+def _first_out_of_range(labels: Tensor, ignore: int, upper: int) -> int | None:
+    """The first label outside ``[0, upper)`` that is not ``ignore``, or None when every label is usable."""
+    bad = labels[(labels != ignore) & ((labels < 0) | (labels >= upper))]
+    return int(bad[0]) if bad.numel() else None
