@@ -41,7 +41,15 @@ def finish(run: Run, training_time_s: float) -> dict[str, Any]:
     results["last_checkpoint"] = results["checkpoint_paths"][-1] if results["checkpoint_paths"] else None
     run.results = results
     publish(run, Event.FIT_END)  # export, log summary, plots, then the runs-database row
+    release_wrapper(run)
     return results
+
+
+def release_wrapper(run: Run) -> None:
+    """Drop the run's forward wrapper (DDP and/or compiled) now. DDP's reducer holds the process group; kept alive
+    past ``train()`` it would be destroyed at interpreter exit, after the group is gone, and a gloo rank aborted
+    there under load ("terminate called without an active exception")."""
+    run.parts.model = run.parts.raw_model
 
 
 def fail(run: Run, exc: BaseException) -> NoReturn:
@@ -53,6 +61,7 @@ def fail(run: Run, exc: BaseException) -> NoReturn:
     fire(p.callbacks, Event.EXCEPTION, run.state)
     p.progress.close()
     publish(run, Event.EXCEPTION)  # the logs closed, the runs-database row marked failed / interrupted
+    release_wrapper(run)
     if isinstance(exc, IndexError) and "index out of range" in str(exc):
         raise DataError(
             f"A token or label id is out of the model's range ({exc}). Fix: make sure every id is below "
