@@ -253,6 +253,17 @@ class RowsDataset(torch.utils.data.Dataset[Any]):
 
 
 # ------------------------------------------------------------------------------------------------ (a)-(c) train
+def finish_background_plots(results: dict[str, Any]) -> None:
+    """Wait, untimed, for the plots ``train()`` draws on a background thread after it returns.
+
+    Every trainforge case calls this before it returns: the thread must finish before its run directory is
+    deleted, and it must not run on into the next measurement. On 2 cores a ~0.4 s matplotlib thread left running
+    slowed whatever came next (the next engine's run, or the next checkpoint save: raw ``torch.save`` took 140 ms
+    instead of 23 ms when it came first after a ``Trainer`` case) and made the comparison say nothing.
+    """
+    _ = list(results.get("plot_paths") or [])
+
+
 def train_raw(case: TrainCase, data: Tensor) -> RunResult:
     called = time.perf_counter()
     model = new_gpt(case.preset, case.seq_len)
@@ -304,7 +315,7 @@ def train_trainforge(case: TrainCase, data: Tensor) -> RunResult:
         task = TaskSpec.language_modeling(name="bench", vocab_size=model.config.vocab_size, max_seq_len=case.seq_len)
         results = Trainer(model, model.config, cfg, task, callbacks=[_ClockCallback(clock)]).train(data)
         whole = time.perf_counter() - called  # train() has returned: what the caller waits for
-        _ = list(results.get("plot_paths") or [])  # untimed: the background plots finish before their directory goes
+        finish_background_plots(results)
     if results["global_step"] != case.total_steps:
         raise RuntimeError(f"trainforge ran {results['global_step']} steps, expected {case.total_steps}")
     return RunResult(clock.window(case.total_steps), whole, dict(results["final_model_state"]))
@@ -517,7 +528,8 @@ def eval_trainforge(model: GPT, val: Tensor, batch: int, train_rows: Tensor) -> 
                              progress_bar=False, precision="fp32", device="cpu")
         task = TaskSpec.language_modeling(name="bench", vocab_size=model.config.vocab_size,
                                           max_seq_len=val.shape[1])
-        Trainer(model, model.config, cfg, task, callbacks=[Stamp()]).train(train_rows, val)
+        results = Trainer(model, model.config, cfg, task, callbacks=[Stamp()]).train(train_rows, val)
+        finish_background_plots(results)
     return stamps["eval"] - stamps["step"]
 
 
@@ -751,7 +763,7 @@ def _trainer_checkpoint(model: GPT, rows: Tensor, directory: Path) -> float:
                              output_dir=str(directory / "run"), checkpoint_dir=str(directory / "ckpt"),
                              save_best=False, progress_bar=False, precision="fp32", device="cpu")
         task = TaskSpec.language_modeling(name="bench", vocab_size=model.config.vocab_size, max_seq_len=rows.shape[1])
-        Trainer(model, model.config, cfg, task, callbacks=[Stamp()]).train(rows)
+        finish_background_plots(Trainer(model, model.config, cfg, task, callbacks=[Stamp()]).train(rows))
     return stamps["end"] - stamps["epoch"]
 
 
