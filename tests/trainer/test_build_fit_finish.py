@@ -107,3 +107,36 @@ def test_imports_inside_trainer_go_one_way():
 
     for name in sorted(graph):
         visit(name)
+
+
+def test_train_leaves_nothing_alive_that_only_the_cyclic_gc_would_free(lm_blocks):
+    """What ``train()`` built (the optimizer and its state, the step guard, the loaders) goes when it returns, by
+    reference counting: the step guard's hooks and the checkpoint states used to refer to each other, so an
+    AdamW state (2x the model on the GPU) stayed allocated until Python's cyclic collector happened to run. With a
+    resume (pending RNG) and NaN-guard rollback hooks, the paths that held the cycle."""
+    import gc
+    import weakref
+
+    import torch
+
+    built: list[weakref.ref] = []
+
+    def factory(params):
+        optimizer = torch.optim.AdamW(params, lr=1e-2)
+        built.append(weakref.ref(optimizer))
+        return optimizer
+
+    def train(**overrides) -> None:
+        model, cfg = tiny_gpt()
+        settings = dict(epochs=1, checkpoint_dir="ck", output_dir="run", plots=False, track_runs=False)
+        config = quiet_config(**{**settings, **overrides})
+        Trainer(model, cfg, config, lm_task(), optimizer=factory).train(lm_blocks[:16], lm_blocks[16:24])
+
+    train()  # the first call also pays torch's one-time lazy imports, whose frames sit in cycles of their own
+    gc.collect()
+    gc.disable()
+    try:
+        train(epochs=2, resume_from_checkpoint="auto")  # resumes the run above: restores RNG and guard state
+        assert built[-1]() is None, "the optimizer train() built outlived train() without the cyclic gc"
+    finally:
+        gc.enable()

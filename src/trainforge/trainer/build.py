@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 import sys
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -105,12 +106,12 @@ def build_run(model: nn.Module, model_config: Any, cfg: TrainingConfig, task: Ta
     from trainforge.tracking.telemetry import LoopTelemetry, flops_per_token, peak_flops
 
     seq_len = next((int(v.shape[1]) for v in first.values() if v.dim() >= 2), None)
-    parts = rollback.parts = Parts(
+    parts = Parts(
         cfg=cfg, task=task, model=forward_model, raw_model=model, adapter=adapter, optimizer=optimizer,
         scheduler=scheduler, scaler=scaler, train_loader=train_loader, sampler=sampler, val_loaders=val_loaders,
         samples_per_batch=samples_per_batch, device=device, autocast=autocast, dist=dist_env, callbacks=callbacks,
         logger=logger, progress=progress, saver=saver, monitor=monitor, guard=guard,
-        pending_rng=resumed.pending_rng, compile_pending=forward_model is not model and cfg.compile_mode is not None,
+        compile_pending=forward_model is not model and cfg.compile_mode is not None,
         params=params, every_target_counts=every_target_counts(train_loader, task),
         batches_on_device=batches_on(train_loader, device),
         user_metrics=UserMetrics(metrics, task) if metrics else None,
@@ -133,7 +134,6 @@ class Resumed(NamedTuple):
 
     resume: str | Path | None  # what was asked: None, "auto" or a path
     checkpoint: dict[str, Any] | None
-    pending_rng: dict[str, Any] | None  # the checkpoint's RNG states, restored at the matching loop point
     run_id: str
     run_name: str
 
@@ -155,17 +155,16 @@ def _resume(states: RunCheckpoint, state: TrainState, resume_from: str | Path | 
     cfg = states.training_config
     resume = resume_from if resume_from is not None else cfg.resume_from_checkpoint
     checkpoint = find_checkpoint(resume, cfg.checkpoint_dir)
-    pending_rng = None
     run_name, run_id = cfg.run_name, new_run_id()
     if checkpoint is not None:
-        pending_rng = states.restore(checkpoint, state)
+        state.pending_rng = states.restore(checkpoint, state)  # the RNG goes back at the matching loop point
         rebase_position(checkpoint, state, states.samples_per_batch, states.dist, states.device)
         if isinstance(checkpoint.get("run_id"), str):
             run_id = checkpoint["run_id"]  # the same run, continued
         run_name = run_name or stored_run_name(checkpoint, checkpoint["_path"], f"run-{run_id[:12]}")
     run_name = states.run_name = run_name or _new_run_name(None if cfg.output_dir else Path("runs"))
     states.run_id = run_id
-    return Resumed(resume, checkpoint, pending_rng, run_id, run_name)
+    return Resumed(resume, checkpoint, run_id, run_name)
 
 
 def _logs(cfg: TrainingConfig, run_dir: Path, resumed: Resumed, dist_env: DistEnv, steps: int | None,
@@ -195,13 +194,14 @@ def _saver_and_guard(states: RunCheckpoint, resumed: Resumed, params: list[nn.Pa
                             wait_each=_observes_checkpoints(states.callbacks), on_error=cfg.on_checkpoint_error,
                             barrier=dist_env.barrier, run_id=resumed.run_id)
     rollback = Rollback(states, saver)
-    guard = states.guard = StepGuard(
+    guard = StepGuard(
         enabled=cfg.nan_guard, max_consecutive=cfg.nan_max_consecutive, lr_factor=cfg.nan_lr_factor,
         max_rollbacks=cfg.nan_max_rollbacks, optimizer=optimizer, params=params, lr_scale=lr_scale,
         snapshot=rollback.snapshot, restore=rollback.restore, save=rollback.save if cfg.checkpoint_dir else None,
         on_device=decides_on_device(optimizer, dist_env.enabled or dist_env.sharded, scaler is not None),
         scaled=scaler is not None, agree=dist_env.sum if dist_env.enabled else None,
         say=progress.write if dist_env.is_main else (lambda line: None))
+    states.guard_ref = weakref.ref(guard)  # Parts holds the guard; the checkpoint only reads it
     if resumed.checkpoint is not None:
         guard.load_state_dict(resumed.checkpoint)  # counters, lr scale, and the snapshot of a streak in progress
     return saver, guard, rollback
@@ -245,23 +245,20 @@ class CheckpointPayload:
 
 class Rollback:
     """The step guard's hooks: a rollback point is what a checkpoint holds, a rollback is a resume from memory, and
-    the guard's stop path saves the restored good state. ``parts`` is set once built (it holds the pending RNG)."""
+    the guard's stop path saves the restored good state."""
 
     def __init__(self, states: RunCheckpoint, saver: CheckpointSaver) -> None:
         self.states, self.saver = states, saver
-        self.parts: Parts | None = None
 
     def snapshot(self, state: TrainState) -> dict[str, Any]:
         payload = self.states.payload(state, "snapshot")
-        assert self.parts is not None
-        if self.parts.pending_rng is not None:  # resumed, RNG not restored yet: the checkpoint's RNG is the state's
-            payload["rng"] = self.parts.pending_rng
+        if state.pending_rng is not None:  # resumed, RNG not restored yet: the checkpoint's RNG is the state's
+            payload["rng"] = state.pending_rng
         return payload
 
     def restore(self, payload: dict[str, Any], state: TrainState) -> None:
         payload["_path"] = f"<last good state in memory, step {payload['state']['global_step']}>"
-        assert self.parts is not None
-        self.parts.pending_rng = self.states.restore(payload, state)
+        state.pending_rng = self.states.restore(payload, state)
 
     def save(self, state: TrainState) -> str | None:
         state.checkpoint_path = None

@@ -48,7 +48,11 @@ def finish(run: Run, training_time_s: float) -> dict[str, Any]:
 def release_wrapper(run: Run) -> None:
     """Drop the run's forward wrapper (DDP and/or compiled) now. DDP's reducer holds the process group; kept alive
     past ``train()`` it would be destroyed at interpreter exit, after the group is gone, and a gloo rank aborted
-    there under load ("terminate called without an active exception")."""
+    there under load ("terminate called without an active exception").
+
+    The run holds no reference cycle of its own, but the first ``train()`` in a process can still outlive its
+    call until the cyclic garbage collector runs: torch imports modules lazily during it, and some of those leave
+    frames in cycles, which keep their callers' frames, ``train``'s with this run among them, alive."""
     run.parts.model = run.parts.raw_model
 
 

@@ -97,7 +97,6 @@ class Parts:
     saver: CheckpointSaver  # what is written when: epoch, best and step files (checkpoint/saver.py)
     monitor: Monitor  # the metric best.pt follows, and the one rule for "better"
     guard: StepGuard  # non-finite steps: checks, skips, rollbacks, stop (trainer/guard.py)
-    pending_rng: dict[str, Any] | None = None  # restored at the matching loop point after a resume
     compile_pending: bool = False  # first forward through torch.compile may fail: fall back to eager
     warmup_time_s: float = 0.0
     params: list[nn.Parameter] = field(default_factory=list)
@@ -381,9 +380,9 @@ def _epoch_batches(p: Parts, state: TrainState) -> Iterator[Mapping[str, Tensor]
         p.sampler.set_start(state.batches_in_epoch * p.samples_per_batch)
     elif hasattr(p.train_loader.sampler, "set_epoch"):  # e.g. a user's DistributedSampler
         p.train_loader.sampler.set_epoch(state.epoch)  # type: ignore[union-attr]
-    if p.pending_rng is not None and not mid_epoch:
-        restore_rng(p.pending_rng)
-        p.pending_rng = None
+    if state.pending_rng is not None and not mid_epoch:
+        restore_rng(state.pending_rng)
+        state.pending_rng = None
     batches: Iterator[Mapping[str, Tensor]] = iter(p.train_loader)
     if mid_epoch and p.sampler is None:
         warnings.warn(
@@ -394,9 +393,9 @@ def _epoch_batches(p: Parts, state: TrainState) -> Iterator[Mapping[str, Tensor]
         )
         for _ in itertools.islice(batches, state.batches_in_epoch):
             pass
-    if p.pending_rng is not None:
-        restore_rng(p.pending_rng)
-        p.pending_rng = None
+    if state.pending_rng is not None:
+        restore_rng(state.pending_rng)
+        state.pending_rng = None
     return batches
 
 

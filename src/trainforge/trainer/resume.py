@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import weakref
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,10 @@ class RunCheckpoint:
     device: torch.device
     skeleton: nn.Module | None = None
     run_name: str | None = None
-    guard: Any = None  # the StepGuard: its state (and, inside a NaN streak, the last good snapshot) is saved too
+    # The StepGuard, whose state (and, inside a NaN streak, the last good snapshot) is saved too. A weak reference:
+    # the guard owns the rollback hooks that own this object, and a strong one back would make a cycle that kept
+    # the run's model wrapper and optimizer state alive after train() until the cyclic garbage collector ran.
+    guard_ref: weakref.ref[Any] | None = None
     run_id: str | None = None
     total_steps: int | None = None  # the schedule's length: a resumed run logs a change
     applied: list[str] = field(default_factory=list)  # the last restore's "setting: old -> new" lines
@@ -77,6 +81,7 @@ class RunCheckpoint:
             optim_state = fsdp.full_optimizer_state(self.model, self.optimizer)
         else:
             model_state, optim_state = self.model.state_dict(), self.optimizer.state_dict()
+        guard = self.guard_ref() if self.guard_ref is not None else None
         return {
             "format_version": FORMAT_VERSION,
             "trainforge_version": __version__,
@@ -90,7 +95,7 @@ class RunCheckpoint:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "state": state.state_dict(),
             # (a snapshot never nests another one: it is taken outside a streak)
-            "guard": self.guard.state_dict(with_snapshot=kind != "snapshot") if self.guard is not None else None,
+            "guard": guard.state_dict(with_snapshot=kind != "snapshot") if guard is not None else None,
             "rng": capture_rng(),
             "sampler": self.sampler.state_dict() if self.sampler is not None else None,
             "world_size": self.dist.world_size,  # with samples_per_batch: the position on another world size

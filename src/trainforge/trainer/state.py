@@ -37,6 +37,8 @@ class TrainState:
     last_metrics: dict[str, Any] = field(default_factory=dict)
     checkpoint_path: str | None = None
     exception: BaseException | None = None
+    # RNG states a resume or a rollback restored, put back at the loop's matching point (then None).
+    pending_rng: dict[str, Any] | None = field(default=None, repr=False)
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to finish after the current epoch's bookkeeping (callbacks use this)."""
