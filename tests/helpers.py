@@ -13,6 +13,17 @@ def tiny_gpt(vocab: int = 32, seq: int = 16, dropout: float = 0.0, seed: int = 0
     return GPT(cfg), cfg
 
 
+def noisy_lm_blocks() -> tuple[torch.Tensor, torch.Tensor]:
+    """40 train and 8 validation rows of 16 tokens (vocabulary 32): a learnable ramp with 20% random tokens, the
+    same every call (the killed-and-resumed runs of the reliability and mid-epoch validation tests)."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.arange(16).repeat(48, 1) % 32
+    noise = torch.randint(0, 32, (48, 16), generator=g)
+    keep = torch.rand(48, 16, generator=g) < 0.8
+    blocks = torch.where(keep, base, noise)
+    return blocks[:40], blocks[40:]
+
+
 def lm_task(vocab: int = 32, seq: int = 16, **extra):
     from trainforge.tasks import TaskSpec
 

@@ -30,9 +30,14 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import torch
+
+# Run as a script (a subprocess of the tests, any working directory): the repository root, for tests.helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.helpers import noisy_lm_blocks  # noqa: E402
 
 STEP_SLEEP = 0.003
 EVAL_SLEEP = 0.004
@@ -41,15 +46,6 @@ CKPT_SLEEP = 0.004
 
 def _say(text: str) -> None:
     os.write(1, (text + "\n").encode())  # unbuffered, one write: lines of two processes never interleave
-
-
-def _data() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    base = torch.arange(16).repeat(48, 1) % 32
-    noise = torch.randint(0, 32, (48, 16), generator=g)
-    keep = torch.rand(48, 16, generator=g) < 0.8
-    blocks = torch.where(keep, base, noise)
-    return blocks[:40], blocks[40:]
 
 
 def _token_files(directory: str) -> tuple[Any, Any]:
@@ -139,7 +135,7 @@ def run(ckpt_dir: str, out: str, run_dir: str, marks: bool = True, epochs: int =
     sys.stdout = sys.stderr  # stdout (fd 1) carries only the marker lines, written whole by _say
     if marks:
         _mark_checkpoint_writes()
-    train, val = _data() if tokens is None else _token_files(tokens)
+    train, val = noisy_lm_blocks() if tokens is None else _token_files(tokens)
     model, cfg = _streak_model(1e-2) if nan else _model()
     # The streak run: warmup over 10 steps reaches the NaN threshold at step 9 (steps 9-11 are NaN: a rollback to the
     # step-6 checkpoint's snapshot at half the rate, then no more NaN); no clipping, so the probe's gradient stays 1.

@@ -16,17 +16,12 @@ from typing import Any
 
 import torch
 
+# Run as a script (a subprocess of the tests, any working directory): the repository root, for tests.helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.helpers import lm_task, noisy_lm_blocks, tiny_gpt  # noqa: E402
+
 # Columns that measure time, not training: they differ between any two runs.
 CLOCK_KEYS = ("epoch_time_s", "tokens_per_s")
-
-
-def data() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    base = torch.arange(16).repeat(48, 1) % 32
-    noise = torch.randint(0, 32, (48, 16), generator=g)
-    keep = torch.rand(48, 16, generator=g) < 0.8
-    blocks = torch.where(keep, base, noise)
-    return blocks[:40], blocks[40:]
 
 
 class KillAt:
@@ -46,21 +41,17 @@ class KillAt:
 
 
 def train(directory: Path, kill_at: int | None = None, **overrides: Any) -> dict[str, Any]:
-    from trainforge import TaskSpec, Trainer, TrainingConfig
-    from trainforge.models import GPT, GPTConfig
+    from trainforge import Trainer, TrainingConfig
 
-    torch.manual_seed(1)
-    model_cfg = GPTConfig(vocab_size=32, max_seq_len=16, n_layer=1, n_head=2, d_model=32, dropout=0.1)
-    model = GPT(model_cfg)
+    model, model_cfg = tiny_gpt(dropout=0.1, seed=1)
     settings: dict[str, Any] = dict(
         epochs=2, batch_size=4, learning_rate=1e-2, eval_every_n_steps=3, checkpoint_every_n_steps=2,
         early_stopping_patience=4, checkpoint_dir=str(directory / "ck"), output_dir=str(directory / "run"),
         resume_from_checkpoint="auto", progress_bar=False, log_every_n_steps=1, plots=False, track_runs=False)
     settings.update(overrides)
-    task = TaskSpec.language_modeling(name="lm", vocab_size=32, max_seq_len=16)
     callbacks = [KillAt(kill_at)] if kill_at is not None else []
-    train_data, val_data = data()
-    return Trainer(model, model_cfg, TrainingConfig(**settings), task, callbacks=callbacks).train(train_data, val_data)
+    train_data, val_data = noisy_lm_blocks()
+    return Trainer(model, model_cfg, TrainingConfig(**settings), lm_task(), callbacks=callbacks).train(train_data, val_data)
 
 
 def outcome(results: dict[str, Any]) -> dict[str, Any]:
