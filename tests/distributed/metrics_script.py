@@ -74,12 +74,17 @@ def make_trainer(out: Path, epochs: int = 4, shuffle: bool = True):  # -> Traine
     return Trainer(make_model(), None, cfg, task, metrics=metrics)
 
 
-def main() -> None:
+def out_dir() -> Path:
+    """The ``--out`` directory of a torchrun'd test script (created; every rank gets the same)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(parser.parse_args().out)
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def main() -> None:
+    out = out_dir()
     import torch.distributed as dist
 
     from trainforge.distributed.env import shutdown

@@ -8,7 +8,6 @@ Writes from rank 0 into ``--out``: ``final.pt``, ``at_step_<N>.pt`` (the weights
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch
 
-from tests.distributed.metrics_script import CLASSES, HandF1, make_data, make_model
+from tests.distributed.metrics_script import CLASSES, HandF1, make_data, make_model, out_dir
 
 SETS = {"a": (37, 1), "b": (21, 2)}  # name: (samples, seed); 37 and 21 give the two ranks unequal shards
 
@@ -44,11 +43,7 @@ class KeepWeights:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir()
 
     from trainforge.distributed.env import shutdown
 
