@@ -28,7 +28,6 @@ from trainforge.checkpoint.manager import (
     CheckpointManager,
     epoch_path,
     progress_of,
-    ranked_checkpoints,
     step_path,
 )
 from trainforge.errors import CheckpointError
@@ -113,11 +112,6 @@ class CheckpointSaver:
             self.errors.append(str(exc))
             with contextlib.suppress(Warning):  # warnings turned into errors must not replace the run's exception
                 warnings.warn(str(exc), stacklevel=3)
-
-    # ------------------------------------------------------------ resume
-    def resume_candidates(self) -> list[Path]:
-        """Full-state checkpoints, most advanced first, best.pt included (what ``resume_from="auto"`` tries)."""
-        return ranked_checkpoints(self.directory, include_best=True) if self.directory is not None else []
 
     # ------------------------------------------------------------ internals
     def _save(self, state: Any, kind: str, names: list[str]) -> None:

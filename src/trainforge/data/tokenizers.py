@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from trainforge.errors import ConfigError, DataError
@@ -376,10 +375,6 @@ def check_vocab(model: nn.Module | None = None, tokenizer: Any = None, task: Any
             raise DataError(f"{where} contains token id {high} (first out-of-range id at flat position {flat}) but "
                             f"{owner} has {limit} entries (ids must be < {limit}). Fix: set vocab_size to at least "
                             f"{high + 1} or re-tokenize with the model's tokenizer.")
-
-
-def ids_tensor(ids: Sequence[int]) -> Tensor:
-    return torch.tensor(list(ids), dtype=torch.long)
 
 
 __all__ = [
